@@ -1,0 +1,163 @@
+"""Build a run from its config, train and test it, evaluate a checkpoint; write the run's result record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from biqa.data.datamodule import IQADataModule
+from biqa.lit.regression import QualityRegressor
+from biqa.models.base import QualityModel
+
+log = logging.getLogger(__name__)
+
+BACKBONE_TARGET = "biqa.models.backbones.Backbone"
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+
+
+def check_compatibility(net: QualityModel, datamodule: IQADataModule) -> None:
+    """Configuration mistakes that would otherwise surface mid-training, or never."""
+    if getattr(net, "uses_depth", False) and datamodule.depth_provider is None:
+        raise ValueError(
+            f"{type(net).__name__} needs depth maps but no depth provider is configured: add "
+            "data/depth=depth_anything (learned depth, needs transformers and the model weights), "
+            "data/depth=folder data.depth.root=DIR (precomputed maps), or data/depth=not_learned_blur_proxy "
+            "(an offline proxy, not learned depth)"
+        )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: IQADataModule = instantiate(cfg.data)
+    net: QualityModel = instantiate(cfg.model.net)
+    check_compatibility(net, datamodule)
+    module = QualityRegressor(net, instantiate(cfg.model.losses), optim=cfg.optim, run_config=cfg)
+    trainer = build_trainer(cfg, output_dir)
+
+    resume_from = cfg.get("ckpt_path") or (_last_checkpoint(output_dir) if cfg.get("resume") else None)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    if cfg.get("test"):
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+        write_predictions(module, datamodule, output_dir / "test_predictions.csv")
+    record = {
+        "metrics": metrics,
+        "checkpoint": best,
+        "num_images": {part: len(getattr(datamodule.split, part)) for part in ("train", "val", "test")},
+        "provenance": provenance(cfg, datamodule),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    if trainer.is_global_zero:
+        (output_dir / "result.json").write_text(json.dumps(record, indent=1, default=str))
+        print_metrics(metrics, "test" if cfg.get("test") else "val", output_dir)
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Rebuild the checkpoint's model (and, unless `data=` is given, its data and split) and test it."""
+    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
+    stored = checkpoint.get("biqa_config")
+    if stored is None:
+        raise ValueError(f"{cfg.ckpt_path} has no biqa_config: it was not written by biqa-train")
+    stored = OmegaConf.create(stored)
+    data_cfg = cfg.data if cfg.get("data") is not None else stored.data
+    datamodule: IQADataModule = instantiate(data_cfg)
+    net = instantiate(without_pretrained_weights(stored.model.net))
+    module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.optim, run_config=stored)
+    module.load_state_dict(checkpoint["state_dict"])
+    trainer = build_trainer(cfg, Path(cfg.paths.output_dir))
+    datamodule.setup("test")
+    part = cfg.get("part", "test")
+    loader = {"test": datamodule.test_dataloader, "val": datamodule.val_dataloader}.get(part)
+    if loader is None:
+        raise ValueError(f"part '{part}' is unknown; choose test or val (data.split.strategy=all tests on every image)")
+    trainer.test(module, dataloaders=loader())
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    if cfg.get("logistic_fit"):
+        from biqa.metrics import fitted_plcc
+
+        predictions = module.test_predictions
+        metrics["test/plcc_logistic"] = fitted_plcc(predictions["pred"], predictions["score"])
+    if trainer.is_global_zero:
+        print_metrics(metrics, "test", Path(cfg.paths.output_dir))
+    return metrics
+
+
+def without_pretrained_weights(net_cfg: DictConfig) -> DictConfig:
+    """A copy of a model config whose backbones start from random weights (a checkpoint overwrites them):
+    evaluation must not need a hub or the original weight files."""
+    net_cfg = OmegaConf.create(OmegaConf.to_container(net_cfg, resolve=True))
+
+    def strip(node: Any) -> None:
+        if isinstance(node, DictConfig):
+            if node.get("_target_") == BACKBONE_TARGET:
+                node.weights = "none"
+            for value in node.values():
+                strip(value)
+
+    strip(net_cfg)
+    return net_cfg
+
+
+def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path: Path) -> None:
+    predictions = module.test_predictions
+    if not predictions:
+        return
+    records = datamodule.records.records
+    lines = ["image,score,prediction"]
+    for index, score, pred in zip(predictions["index"].tolist(), predictions["score"].tolist(),
+                                  predictions["pred"].tolist()):
+        lines.append(f"\"{records[index].image_id}\",{score:.6f},{pred:.6f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def provenance(cfg: DictConfig, datamodule: IQADataModule) -> dict[str, Any]:
+    weights = sorted({str(node.get("weights")) for node in _backbone_nodes(cfg.model)})
+    depth = getattr(datamodule.depth_provider, "name", None)
+    return {"git_commit": _git_commit(), "backbone_weights": weights, "depth_provider": depth,
+            "torch": torch.__version__, "dataset": datamodule.records.name if datamodule.records else None}
+
+
+def _backbone_nodes(node: Any) -> list[DictConfig]:
+    if not isinstance(node, DictConfig):
+        return []
+    found = [node] if node.get("_target_") == BACKBONE_TARGET else []
+    return found + [n for value in node.values() for n in _backbone_nodes(value)]
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _last_checkpoint(output_dir: Path) -> str | None:
+    last = output_dir / "checkpoints" / "last.ckpt"
+    return str(last) if last.exists() else None
+
+
+def print_metrics(metrics: dict[str, float], stage: str, output_dir: Path) -> None:
+    names = ("srcc", "plcc", "krcc", "rmse")
+    values = "  ".join(f"{n.upper()} {metrics[f'{stage}/{n}']:.4f}" for n in names if f"{stage}/{n}" in metrics)
+    print(f"\n{stage} metrics: {values}\nrun folder: {output_dir}", flush=True)

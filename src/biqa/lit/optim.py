@@ -1,0 +1,76 @@
+"""Optimizer parameter groups and the warm-up + decay schedule shared by every decoder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from biqa.models.base import QualityModel
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 1e-4
+    backbone_lr_mult: float = 1.0
+    """Backbone learning rate = lr * backbone_lr_mult (fine-tuned backbones usually want < 1)."""
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    warmup_epochs: float = 0.0
+    schedule: str = "cosine"
+    """cosine | step | constant, applied per optimisation step after the warm-up."""
+    step_epochs: float = 10.0
+    step_gamma: float = 0.1
+    min_lr_ratio: float = 0.0
+
+
+SCHEDULES = ("cosine", "step", "constant")
+
+
+def parameter_groups(net: QualityModel, cfg: OptimConfig) -> list[dict]:
+    """Four groups: backbone/decoder x decayed/not. Norm weights and biases (1-D tensors) get no decay."""
+    backbone_ids = net.backbone_parameter_ids()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for param in net.parameters():
+        if not param.requires_grad:
+            continue
+        key = (id(param) in backbone_ids, param.ndim > 1)
+        groups.setdefault(key, []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": cfg.lr * (cfg.backbone_lr_mult if in_backbone else 1.0),
+            "weight_decay": cfg.weight_decay if decayed else 0.0,
+            "name": f"{'backbone' if in_backbone else 'decoder'}{'' if decayed else '_no_decay'}",
+        }
+        for (in_backbone, decayed), params in sorted(groups.items())
+    ]
+
+
+def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    if cfg.name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    raise ValueError(f"optim.name '{cfg.name}' is unknown; choose one of adamw, adam, sgd")
+
+
+def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: OptimConfig) -> float:
+    """Multiplier of each group's base lr at optimisation step `step` (linear warm-up, then the schedule)."""
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "step":
+        return cfg.step_gamma ** int((step - warmup) / max(1, cfg.step_epochs * steps_per_epoch))
+    if cfg.schedule == "cosine":
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"optim.schedule '{cfg.schedule}' is unknown; choose one of {', '.join(SCHEDULES)}")

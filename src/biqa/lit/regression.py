@@ -1,0 +1,119 @@
+"""The one LightningModule for quality regression, shared by every decoder.
+
+A batch holds K crops per image. Training treats every crop as a sample of its image's score; evaluation
+averages the K crop predictions per image before the metrics, which are computed over the whole split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.optim.lr_scheduler import LambdaLR
+
+from biqa.lit.losses import Batch, LossTerm
+from biqa.lit.optim import OptimConfig, build_optimizer, lr_factor, parameter_groups
+from biqa.metrics import QualityMetrics
+from biqa.models.base import QualityModel, QualityOutput
+
+PER_CROP_KEYS = ("score", "distortion_type", "distortion_level")
+
+
+class QualityRegressor(L.LightningModule):
+    def __init__(
+        self,
+        net: QualityModel,
+        losses: Mapping[str, LossTerm],
+        optim: OptimConfig | Mapping[str, Any] | None = None,
+        run_config: DictConfig | dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.losses = torch.nn.ModuleDict(dict(losses))
+        if "score" not in self.losses:
+            raise ValueError("model.losses needs a 'score' term (e.g. biqa.lit.losses.ScoreLoss)")
+        optim = optim if isinstance(optim, OptimConfig) else OptimConfig(**dict(optim or {}))
+        self.optim_cfg = optim
+        self.run_config = OmegaConf.to_container(run_config, resolve=True) if isinstance(run_config, DictConfig) else run_config
+        self.metrics = torch.nn.ModuleDict({"val": QualityMetrics(), "test": QualityMetrics()})
+        self.test_predictions: dict[str, torch.Tensor] = {}
+
+    # -- data -----------------------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        batch = dict(batch)
+        batch["images"] = batch["images"].float().div_(255)
+        if "depth" in batch:
+            batch["depth"] = batch["depth"].float().div_(255)
+        return batch
+
+    def forward_crops(self, batch: Batch) -> tuple[QualityOutput, Batch]:
+        """Run the net on all B*K crops; returns the output and the batch's labels repeated per crop."""
+        images = batch["images"]
+        b, k = images.shape[:2]
+        depth = batch.get("depth")
+        output = self.net(images.flatten(0, 1), depth.flatten(0, 1) if depth is not None else None)
+        per_crop = {key: batch[key].repeat_interleave(k) for key in PER_CROP_KEYS if key in batch}
+        return output, per_crop
+
+    def per_image_scores(self, batch: Batch) -> torch.Tensor:
+        output, _ = self.forward_crops(batch)
+        return output.score.float().view(batch["images"].shape[0], -1).mean(dim=1)
+
+    # -- steps ----------------------------------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        output, per_crop = self.forward_crops(batch)
+        total = output.score.new_zeros(())
+        for name, term in self.losses.items():
+            value = term(output, per_crop)
+            if value is None:
+                continue
+            total = total + term.weight * value
+            self.log(f"train/loss_{name}", value.detach(), on_step=True, on_epoch=True)
+        self.log("train/loss", total.detach(), prog_bar=True, on_step=True, on_epoch=True)
+        return total
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.metrics["val"].update(self.per_image_scores(batch), batch["score"], batch["index"])
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        scores = self.per_image_scores(batch)
+        self.metrics["test"].update(scores, batch["score"], batch["index"])
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        metric = self.metrics["test"]
+        if metric.update_called:
+            with metric.sync_context():
+                preds, target, index = metric.gathered()
+            self.test_predictions = {"index": index.cpu(), "pred": preds.cpu(), "score": target.cpu()}
+        self._log_metrics("test")
+
+    def _log_metrics(self, stage: str) -> None:
+        metric = self.metrics[stage]
+        if not metric.update_called:
+            return
+        values = metric.compute()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name in ("srcc", "plcc"), sync_dist=False)
+        metric.reset()
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"index": batch["index"], "pred": self.per_image_scores(batch)}
+
+    # -- optimisation ---------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = build_optimizer(parameter_groups(self.net, self.optim_cfg), self.optim_cfg)
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        steps_per_epoch = max(1, total_steps // epochs)
+        schedule = LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, steps_per_epoch, self.optim_cfg))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # -- provenance -----------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["biqa_config"] = self.run_config

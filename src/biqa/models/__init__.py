@@ -1,0 +1,3 @@
+from biqa.models.base import QualityModel, QualityOutput
+
+__all__ = ["QualityModel", "QualityOutput"]
