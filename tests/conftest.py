@@ -6,12 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from biqa.cli import CONFIG_DIR
+
+# Two test processes share two cores: more threads per process only thrash.
+torch.set_num_threads(1)
 
 # A tiny but real setting: 4 references x 3 distortions x 2 levels of 48 px, a random tiny backbone.
 TINY = [

@@ -16,7 +16,7 @@ GROUPS = ["model", "model/backbone", "data", "data/depth", "optim", "trainer", "
 def options(group: str) -> list[str]:
     folder = CONF / group
     return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml")
-                  if group != "model" or p.parent == folder)
+                  if group not in ("model", "data") or p.parent == folder)
 
 
 @pytest.mark.parametrize("group", GROUPS)

@@ -51,8 +51,10 @@ class IQADataModule(L.LightningDataModule):
         self.split: Split | None = None
 
     def prepare_data(self) -> None:
-        """Builds on-disk artefacts once (synthetic images, depth maps) before any worker starts."""
-        self.load_records()
+        """Builds on-disk artefacts once, on one process (synthetic images, depth maps); `setup` reuses them."""
+        records = self.load_records()
+        if self.depth_provider is not None:
+            self.depth_provider.prepare(records.records)
 
     def load_records(self) -> DatasetRecords:
         if self.records is None:

@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import hydra
+from hydra import compose
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from biqa.cli import CONFIG_DIR
+
+
+def model_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(name, model config) per requested model; composed again with each model's own overrides."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices
+    names = cfg.models
+    if names is None:
+        names = [choices["model"]]
+    elif names == "all":
+        names = list(cfg.paper_backbones)
+    configs = []
+    for name in names:
+        overrides = [f"model={name}", *cfg.model_overrides.get(name, [])]
+        if cfg.setting == "paper":
+            overrides.append(f"model/backbone={cfg.paper_backbones[name]}")
+        elif cfg.models is None:
+            overrides.append(f"model/backbone={choices['model/backbone']}")
+        configs.append((name, compose("cost", overrides=overrides).model))
+    return configs
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="cost")
+def main(cfg: DictConfig) -> None:
+    from biqa.cost import format_table, measure, to_json
+    from biqa.engine import without_pretrained_weights
+
+    rows = []
+    for name, model_cfg in model_configs(cfg):
+        net = instantiate(without_pretrained_weights(model_cfg.net))
+        backbone = OmegaConf.select(model_cfg, "backbone.name")
+        rows.append(measure(net, name, backbone, cfg.batch_size, cfg.crop_size, cfg.warmup, cfg.repeats, cfg.device))
+        del net
+    print(format_table(rows), flush=True)
+    if cfg.json:
+        Path(cfg.json).write_text(to_json(rows))
+    print(to_json(rows), flush=True)
+
+
+if __name__ == "__main__":
+    main()
