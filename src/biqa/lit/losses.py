@@ -83,4 +83,9 @@ class DistortionTypeLoss(LossTerm):
                 )
             return None
         logits = output.extras[self.logits_key]
+        if int(labels.max()) >= logits.shape[-1]:
+            raise ValueError(
+                f"distortion-type label {int(labels.max())} does not fit the model's {logits.shape[-1]} classes: "
+                "set model.net.num_distortion_types to the dataset's number of types"
+            )
         return F.cross_entropy(logits[labelled], labels[labelled])
