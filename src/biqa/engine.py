@@ -45,6 +45,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule: IQADataModule = instantiate(cfg.data)
     net: QualityModel = instantiate(cfg.model.net)
     check_compatibility(net, datamodule)
+    if cfg.get("feature_cache"):
+        from biqa.data.feature_cache import use_feature_cache
+
+        datamodule = use_feature_cache(datamodule, net, cfg.feature_cache)
     module = QualityRegressor(net, instantiate(cfg.model.losses), optim=cfg.optim, run_config=cfg)
     trainer = build_trainer(cfg, output_dir)
 
@@ -63,6 +67,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "metrics": metrics,
         "checkpoint": best,
         "num_images": {part: len(getattr(datamodule.split, part)) for part in ("train", "val", "test")},
+        "parameters": parameter_counts(net),
         "provenance": provenance(cfg, datamodule),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -128,6 +133,13 @@ def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path:
                                   predictions["pred"].tolist()):
         lines.append(f"\"{records[index].image_id}\",{score:.6f},{pred:.6f}")
     path.write_text("\n".join(lines) + "\n")
+
+
+def parameter_counts(net: QualityModel) -> dict[str, int]:
+    """For the study tables: every parameter, the trainable ones, and those outside the backbones."""
+    return {"total": sum(p.numel() for p in net.parameters()),
+            "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
+            "decoder": sum(p.numel() for p in net.decoder_parameters())}
 
 
 def provenance(cfg: DictConfig, datamodule: IQADataModule) -> dict[str, Any]:

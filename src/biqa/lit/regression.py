@@ -32,7 +32,8 @@ class QualityRegressor(L.LightningModule):
     ) -> None:
         super().__init__()
         self.net = net
-        self.losses = torch.nn.ModuleDict(dict(losses))
+        # A term set to null in the config (e.g. by an ablation that removes the head it trains) is dropped.
+        self.losses = torch.nn.ModuleDict({name: term for name, term in losses.items() if term is not None})
         if "score" not in self.losses:
             raise ValueError("model.losses needs a 'score' term (e.g. biqa.lit.losses.ScoreLoss)")
         optim = optim if isinstance(optim, OptimConfig) else OptimConfig(**dict(optim or {}))
@@ -44,23 +45,30 @@ class QualityRegressor(L.LightningModule):
     # -- data -----------------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         batch = dict(batch)
-        batch["images"] = batch["images"].float().div_(255)
+        if "images" in batch:
+            batch["images"] = batch["images"].float().div_(255)
         if "depth" in batch:
             batch["depth"] = batch["depth"].float().div_(255)
         return batch
 
     def forward_crops(self, batch: Batch) -> tuple[QualityOutput, Batch]:
-        """Run the net on all B*K crops; returns the output and the batch's labels repeated per crop."""
-        images = batch["images"]
-        b, k = images.shape[:2]
-        depth = batch.get("depth")
-        output = self.net(images.flatten(0, 1), depth.flatten(0, 1) if depth is not None else None)
+        """Run the net on all B*K crops; returns the output and the batch's labels repeated per crop.
+        A batch of the feature cache holds the crops' backbone `features` (B, K, C, h, w per stage)."""
+        if "features" in batch:
+            k = batch["features"][0].shape[1]
+            stages = [stage.flatten(0, 1).float() for stage in batch["features"]]
+            output = self.net(None, features=stages)
+        else:
+            images = batch["images"]
+            k = images.shape[1]
+            depth = batch.get("depth")
+            output = self.net(images.flatten(0, 1), depth.flatten(0, 1) if depth is not None else None)
         per_crop = {key: batch[key].repeat_interleave(k) for key in PER_CROP_KEYS if key in batch}
         return output, per_crop
 
     def per_image_scores(self, batch: Batch) -> torch.Tensor:
         output, _ = self.forward_crops(batch)
-        return output.score.float().view(batch["images"].shape[0], -1).mean(dim=1)
+        return output.score.float().view(batch["score"].shape[0], -1).mean(dim=1)
 
     # -- steps ----------------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

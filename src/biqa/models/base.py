@@ -28,12 +28,18 @@ class QualityModel(nn.Module):
 
     Subclasses set `self.backbone` (a `biqa.models.backbones.Backbone`) and implement `forward`.
     `uses_depth` tells the datamodule to supply aligned depth crops.
+    `supports_cached_features`: `forward(images=None, features=maps)` takes the backbone's stage maps,
+    computed once by the frozen-backbone feature cache (biqa.data.feature_cache), and skips the backbone.
     `decoder_parameters()` is every trainable parameter outside backbones (for lr groups and cost reports).
     """
 
     uses_depth: bool = False
+    supports_cached_features: bool = False
 
-    def forward(self, images: torch.Tensor, depth: torch.Tensor | None = None) -> QualityOutput:
+    def forward(
+        self, images: torch.Tensor | None, depth: torch.Tensor | None = None,
+        features: list[torch.Tensor] | None = None,
+    ) -> QualityOutput:
         raise NotImplementedError
 
     def backbone_modules(self) -> list[nn.Module]:

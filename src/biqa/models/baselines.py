@@ -10,6 +10,8 @@ from biqa.models.base import QualityModel, QualityOutput
 
 
 class PooledHead(QualityModel):
+    supports_cached_features = True
+
     def __init__(self, backbone: Backbone, hidden_dim: int = 0, dropout: float = 0.0) -> None:
         super().__init__()
         self.backbone = backbone
@@ -22,6 +24,9 @@ class PooledHead(QualityModel):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(*layers)
 
-    def forward(self, images: torch.Tensor, depth: torch.Tensor | None = None) -> QualityOutput:
-        last_stage = self.backbone(images)[-1]
+    def forward(
+        self, images: torch.Tensor | None, depth: torch.Tensor | None = None,
+        features: list[torch.Tensor] | None = None,
+    ) -> QualityOutput:
+        last_stage = (self.backbone(images) if features is None else features)[-1]
         return QualityOutput(score=self.head(self.pool(last_stage)).squeeze(-1))
