@@ -29,7 +29,7 @@ from biqa.cli import CONFIG_DIR, run_name
 from biqa.study.job import run_study_job
 from biqa.study.records import RESULT_FILE, Status, job_status, read_json, set_aside
 from biqa.study.report import ReportFiles, write_report
-from biqa.study.spec import Job, StudySpec, cross_dataset_jobs, expand, split_overrides
+from biqa.study.spec import Job, StudySpec, cross_dataset_jobs, expand, last_wins, split_overrides
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,19 @@ def prepare(arguments: Sequence[str], configure_logging: bool = False) -> Study:
     hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=create_config_search_path(CONFIG_DIR))
     spec = StudySpec.from_config(hydra.compose_config("sweep", study_args, run_mode=RunMode.RUN).study)
 
-    probe = hydra.compose_config("train", overrides, run_mode=RunMode.MULTIRUN)
+    # The command's overrides may address nodes that only the study's own overrides create
+    # (e.g. feature_cache.dir after +feature_cache=...): compose them as the first variant's jobs will.
+    first_variant = next(iter(spec.variants.values()))
+    probe = hydra.compose_config("train", list(last_wins([*spec.common, *first_variant, *overrides])),
+                                 run_mode=RunMode.MULTIRUN)
     exclude_keys = list(probe.hydra.job.config.override_dirname.exclude_keys)
     task, keyed, _ = split_overrides(overrides, exclude_keys)
     study_id = f"{spec.name}-{run_name(','.join(sorted(keyed)))}" if keyed else spec.name
     HydraConfig.instance().set_config(probe)
     study_dir = Path(probe.paths.log_dir).resolve() / "study" / study_id
 
-    config = hydra.compose_config("train", [*overrides, f"hydra.sweep.dir='{study_dir}'"],
+    config = hydra.compose_config("train", [*last_wins([*spec.common, *first_variant, *overrides]),
+                                            f"hydra.sweep.dir='{study_dir}'"],
                                   run_mode=RunMode.MULTIRUN, with_log_configuration=configure_logging)
     check_distributed(config)
     jobs = expand(spec, keyed, [o for o in task if o not in keyed])

@@ -1,0 +1,115 @@
+"""Wall time of a decoder study on a frozen backbone, with and without the feature cache.
+
+Runs conf/study/frozen_decoders.yaml twice through the study launcher (local, one job after the other):
+once with `feature_cache.mode=images` (the same fixed crops, the frozen backbone run at every step: what a
+study costs without the cache) and once with the cache (features computed once, then read by every variant
+and split). The synthetic data are generated before the clock starts; the cache build is inside it.
+Both runs must give the same test metrics within `--tolerance` (float16 storage and batch composition
+move them slightly). Prints a table and one JSON line.
+
+    python benchmarks/sweep_cache.py                      # 4 variants x 3 splits x 10 epochs
+    python benchmarks/sweep_cache.py --epochs 2 --seeds 1 # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from hydra.utils import instantiate
+
+from biqa.study.launch import prepare, run
+from biqa.study.report import collect_runs
+
+VARIANTS = ("pooled", "pooled_mlp", "transformer_decoder", "lifeiqa")
+
+
+def study_arguments(args: argparse.Namespace, root: Path, mode: str) -> list[str]:
+    seeds = ",".join(str(s) for s in range(args.seeds))
+    return [
+        "study=frozen_decoders",
+        f"study.seeds=[{seeds}]",
+        f"paths.root_dir={root / mode}",
+        f"paths.cache_dir={root / 'data'}",
+        f"feature_cache.dir={root / 'features'}",
+        f"feature_cache.mode={mode}",
+        f"feature_cache.views={args.eval_crops}",
+        f"++data.dataset.num_references={args.references}",
+        f"++data.dataset.image_size={args.crop + 32}",
+        "++data.dataset.distortions=[gaussian_blur,gaussian_noise,jpeg,contrast_decrease]",
+        "++data.dataset.levels=3",
+        f"data.train_crops.size={args.crop}",
+        f"data.eval_crops.size={args.crop}",
+        f"data.train_crops.count={args.train_crops}",
+        f"data.eval_crops.count={args.eval_crops}",
+        "data.num_workers=0",
+        "++data.persistent_workers=false",
+        f"trainer.max_epochs={args.epochs}",
+        "~callbacks.progress_bar",
+        "++trainer.enable_progress_bar=false",
+        "++trainer.enable_model_summary=false",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--references", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--train-crops", type=int, default=2)
+    parser.add_argument("--eval-crops", type=int, default=8)
+    parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument("--root", type=Path, default=None, help="work folder (default: a new temp folder)")
+    args = parser.parse_args()
+    root = args.root or Path(tempfile.mkdtemp(prefix="sweep_cache_"))
+
+    def study(mode: str):
+        result = prepare(study_arguments(args, root, mode))
+        result.jobs = [job for job in result.jobs if job.variant in args.variants]
+        return result
+
+    warm = study("images")
+    job_config = warm.hydra.compose_config("train", list(warm.jobs[0].overrides), run_mode=RunMode.RUN)
+    instantiate(job_config.data.dataset)()  # the synthetic data exist before the clock starts
+
+    timings, runs = {}, {}
+    for mode in ("images", "features"):
+        current = study(mode)
+        start = time.perf_counter()
+        counts = run(current)
+        timings[mode] = time.perf_counter() - start
+        runs[mode] = collect_runs(current.study_dir, current.jobs)
+        if counts.get("finished") != len(current.jobs):
+            raise SystemExit(f"{mode}: not every job finished: {counts}")
+        GlobalHydra.instance().clear()
+
+    images, features = runs["images"], runs["features"]
+    delta_srcc = (images["srcc"] - features["srcc"]).abs()
+    delta_plcc = (images["plcc"] - features["plcc"]).abs()
+    print(f"\n{'variant':22s} {'seed':>4s} {'SRCC no cache':>14s} {'SRCC cache':>11s} {'|d|':>7s}")
+    for i, row in images.iterrows():
+        print(f"{row['variant']:22s} {row['seed']:4d} {row['srcc']:14.4f} {features.loc[i, 'srcc']:11.4f} "
+              f"{delta_srcc[i]:7.4f}")
+    speedup = timings["images"] / timings["features"]
+    print(f"\n{'':22s} {'wall s':>10s}\n{'without cache':22s} {timings['images']:10.1f}\n"
+          f"{'with cache':22s} {timings['features']:10.1f}\n{'speed-up':22s} {speedup:10.1f}x\n")
+    print(json.dumps({
+        "benchmark": "sweep_cache", "jobs": len(images), "variants": list(args.variants), "seeds": args.seeds,
+        "epochs": args.epochs, "crop": args.crop, "train_crops": args.train_crops, "eval_crops": args.eval_crops,
+        "uncached_s": round(timings["images"], 2), "cached_s": round(timings["features"], 2),
+        "speedup": round(speedup, 2), "max_abs_delta_srcc": round(float(delta_srcc.max()), 5),
+        "max_abs_delta_plcc": round(float(delta_plcc.max()), 5),
+        "within_tolerance": bool(delta_srcc.max() <= args.tolerance and delta_plcc.max() <= args.tolerance),
+        "target_10x_met": speedup >= 10,
+    }))
+
+
+if __name__ == "__main__":
+    main()
