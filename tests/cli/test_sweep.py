@@ -5,9 +5,9 @@ import os
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from tests.study.conftest import STUDY_TINY
 
 from biqa.study.launch import prepare, run
-from tests.study.conftest import STUDY_TINY
 
 pytestmark = pytest.mark.slow
 

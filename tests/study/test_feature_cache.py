@@ -4,12 +4,12 @@ per dataset + weights + crop settings and shared; models that cannot use it are 
 import pytest
 import torch
 from hydra.utils import instantiate
+from tests.study.conftest import STUDY_TINY
 
 from biqa.data.feature_cache import CachedFeatureDataModule, use_feature_cache
 from biqa.models.backbones import Backbone
-from biqa.models.baselines import PooledHead
 from biqa.models.base import QualityModel
-from tests.study.conftest import STUDY_TINY
+from biqa.models.baselines import PooledHead
 
 CACHE = [*STUDY_TINY, "+feature_cache=frozen_backbone", "feature_cache.views=3", "data.train_crops.count=2"]
 
