@@ -51,6 +51,11 @@ def study_arguments(args: argparse.Namespace, root: Path, mode: str) -> list[str
         "++data.persistent_workers=false",
         f"trainer.max_epochs={args.epochs}",
         "~callbacks.progress_bar",
+        # Decoder widths: the paper's 384 by default; smaller ones keep a CPU run short.
+        "study.variants.transformer_decoder=['model=transformer_decoder',"
+        f"'model.net.embed_dim={args.embed_dim}','model.net.ffn_hidden_dim={args.embed_dim * 5 // 2}',"
+        f"'model.net.num_heads={args.heads}']",
+        f"study.variants.lifeiqa=['model=lifeiqa','model.net.embed_dim={args.embed_dim}','model.net.num_heads={args.heads}']",
         "++trainer.enable_progress_bar=false",
         "++trainer.enable_model_summary=false",
     ]
@@ -65,6 +70,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--train-crops", type=int, default=2)
     parser.add_argument("--eval-crops", type=int, default=8)
+    parser.add_argument("--embed-dim", type=int, default=384, help="transformer_decoder and lifeiqa width")
+    parser.add_argument("--heads", type=int, default=6)
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--root", type=Path, default=None, help="work folder (default: a new temp folder)")
     args = parser.parse_args()
@@ -102,7 +109,7 @@ def main() -> None:
           f"{'with cache':22s} {timings['features']:10.1f}\n{'speed-up':22s} {speedup:10.1f}x\n")
     print(json.dumps({
         "benchmark": "sweep_cache", "jobs": len(images), "variants": list(args.variants), "seeds": args.seeds,
-        "epochs": args.epochs, "crop": args.crop, "train_crops": args.train_crops, "eval_crops": args.eval_crops,
+        "epochs": args.epochs, "references": args.references, "embed_dim": args.embed_dim, "crop": args.crop, "train_crops": args.train_crops, "eval_crops": args.eval_crops,
         "uncached_s": round(timings["images"], 2), "cached_s": round(timings["features"], 2),
         "speedup": round(speedup, 2), "max_abs_delta_srcc": round(float(delta_srcc.max()), 5),
         "max_abs_delta_plcc": round(float(delta_plcc.max()), 5),
