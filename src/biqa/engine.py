@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from biqa.checks import check_compatibility, check_config
 from biqa.data.datamodule import IQADataModule
 from biqa.lit.regression import QualityRegressor
 from biqa.models.base import QualityModel
@@ -28,28 +29,19 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
 
 
-def check_compatibility(net: QualityModel, datamodule: IQADataModule) -> None:
-    """Configuration mistakes that would otherwise surface mid-training, or never."""
-    if getattr(net, "uses_depth", False) and datamodule.depth_provider is None:
-        raise ValueError(
-            f"{type(net).__name__} needs depth maps but no depth provider is configured: add "
-            "data/depth=depth_anything (learned depth, needs transformers and the model weights), "
-            "data/depth=folder data.depth.root=DIR (precomputed maps), or data/depth=not_learned_blur_proxy "
-            "(an offline proxy, not learned depth)"
-        )
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
+    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: IQADataModule = instantiate(cfg.data)
     net: QualityModel = instantiate(cfg.model.net)
-    check_compatibility(net, datamodule)
+    losses = instantiate(cfg.model.losses)
+    check_compatibility(net, datamodule, losses, cfg.model)
     if cfg.get("feature_cache"):
         from biqa.data.feature_cache import use_feature_cache
 
         datamodule = use_feature_cache(datamodule, net, cfg.feature_cache)
-    module = QualityRegressor(net, instantiate(cfg.model.losses), optim=cfg.optim, run_config=cfg)
+    module = QualityRegressor(net, losses, optim=cfg.optim, run_config=cfg)
     trainer = build_trainer(cfg, output_dir)
 
     resume_from = cfg.get("ckpt_path") or (_last_checkpoint(output_dir) if cfg.get("resume") else None)

@@ -41,7 +41,9 @@ class TolerantCropDataset(CropDataset):
 def folder_records(input_dir: Path) -> list[ImageRecord]:
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input_dir={input_dir} is not a folder of images")
-    paths = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # A link whose target is gone is listed too, so that it is reported rather than silently left out.
+    paths = sorted(p for p in input_dir.rglob("*")
+                   if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"input_dir={input_dir} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return [ImageRecord(path=p, score=math.nan, raw_score=math.nan, image_id=str(p.relative_to(input_dir)))

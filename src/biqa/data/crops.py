@@ -18,17 +18,27 @@ class ImageDecodeError(RuntimeError):
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Decode any Pillow-readable image to 8-bit RGB, applying its EXIF orientation."""
+    """Decode any Pillow-readable image to 8-bit RGB: EXIF orientation applied, 16-bit samples scaled to
+    8 bits, grey and CMYK converted, transparency composited onto white (as a browser shows it; the colour
+    under fully transparent pixels is arbitrary). docs/bad_input.md lists every case."""
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
+            if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+                return composite_on_white(image)
             return image.convert("RGB")
     except FileNotFoundError:
         raise ImageDecodeError(f"{path}: file not found") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ImageDecodeError(f"{path}: cannot decode image ({error})") from error
+    except Exception as error:  # whatever a decoder raises (truncated data, decompression bomb, bad headers)
+        raise ImageDecodeError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from error
+
+
+def composite_on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
 
 
 def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
@@ -51,8 +61,10 @@ class CropSpec:
 
 
 class CropDataset(Dataset):
-    """K crops per image. Training draws fresh random crops per visit; evaluation draws K crops from a
-    generator seeded by the image's index, so every epoch, process and run sees the same crops."""
+    """K crops per image, each drawn from a generator seeded by what identifies the visit, so that any
+    process or worker, in any run, draws the same crops for it: evaluation seeds by (seed, image index), the
+    same crops every epoch; training by (seed, epoch, image index), fresh crops every epoch. Training keys
+    are (position, epoch) pairs from `biqa.data.resumable.EpochShuffle`; a plain position means epoch 0."""
 
     def __init__(self, records: list[ImageRecord], indices: list[int], spec: CropSpec, train: bool,
                  depth_provider=None, seed: int = 0) -> None:
@@ -61,6 +73,10 @@ class CropDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def config_key(self) -> str:
+        return "train_crops" if self.train else "eval_crops"
 
     def load_pixels(self, record: ImageRecord) -> np.ndarray:
         """HxWxC uint8: RGB, plus a 4th depth channel when a provider is set (resized with the image)."""
@@ -74,16 +90,17 @@ class CropDataset(Dataset):
             if self.spec.small_images == "error":
                 raise ImageDecodeError(
                     f"{record.path}: {image.size[0]}x{image.size[1]} is smaller than the {self.spec.size}px crop; "
-                    "set data.crops.small_images=upscale or lower data.crops.size"
+                    f"set data.{self.config_key}.small_images=upscale or lower data.{self.config_key}.size"
                 )
             image = resize_short_side(image, self.spec.size)
         return np.asarray(image)
 
-    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        position, epoch = key if isinstance(key, tuple) else (key, 0)
         index = self.indices[position]
         record = self.records[index]
         pixels = self.load_pixels(record)
-        rng = np.random.default_rng() if self.train else np.random.default_rng((self.seed, index))
+        rng = np.random.default_rng((self.seed, epoch, index) if self.train else (self.seed, index))
         crops = random_crops(pixels, self.spec.size, self.spec.count, rng, self.train and self.spec.hflip)
         crops = torch.from_numpy(crops).permute(0, 3, 1, 2)
         item = {

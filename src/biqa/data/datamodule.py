@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from biqa.data.crops import CropDataset, CropSpec
 from biqa.data.records import DatasetRecords
+from biqa.data.resumable import EpochShuffle, ResumableLoader, SkippingBatchSampler
 from biqa.data.splits import Split, make_split
 
 log = logging.getLogger(__name__)
@@ -81,17 +82,18 @@ class IQADataModule(L.LightningDataModule):
         return len(self.load_records().distortion_types or [])
 
     def _loader(self, indices: list[int], spec: CropSpec, train: bool) -> DataLoader:
-        dataset = CropDataset(self.records.records, indices, spec, train, self.depth_provider,
-                              seed=int(self.split_args.get("seed", 0)))
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=train and len(indices) > self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers,
-        )
+        seed = int(self.split_args.get("seed", 0))
+        dataset = CropDataset(self.records.records, indices, spec, train, self.depth_provider, seed=seed)
+        common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
+                      persistent_workers=self.persistent_workers)
+        if not train:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
+        # The order and the crops are functions of (seed, epoch), so that a run resumed from a mid-epoch
+        # checkpoint sees what the interrupted run would have seen (biqa.data.resumable). Lightning sets
+        # the epoch before each pass; the loader starts no worker before its first batch is asked for.
+        batches = SkippingBatchSampler(EpochShuffle(len(indices), seed), self.batch_size,
+                                       drop_last=len(indices) > self.batch_size)
+        return ResumableLoader(dataset, batch_sampler=batches, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.split.train, self.train_spec, train=True)

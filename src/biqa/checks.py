@@ -1,0 +1,163 @@
+"""Impossible run configurations, caught before training starts, each named with the change that fixes it.
+
+`check_config` reads the composed config alone, before anything is built; `check_compatibility` looks at
+the built model, data and loss terms. Each raises one `ConfigError` listing every problem it found.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from omegaconf import DictConfig
+
+from biqa.lit.losses import DistortionTypeLoss, LossTerm
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT_INDICES = (0, 1, 2, 3)
+"""`biqa.models.backbones.Backbone`'s default, for backbone configs that do not list out_indices."""
+
+
+class ConfigError(ValueError):
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("this run cannot work as configured:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+def check_config(cfg: DictConfig, choices: Mapping[str, str | None] | None = None) -> None:
+    """`choices`: the config groups picked for the run (Hydra's runtime choices, read from the running Hydra
+    app when not given; without one, the ablation check is skipped)."""
+    if choices is None:
+        choices = _hydra_choices()
+    problems = _ablation_problems(choices) + _stage_problems(cfg.model)
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_compatibility(net, datamodule, losses: Mapping[str, LossTerm], model_cfg: DictConfig) -> None:
+    """The built model, data and loss terms against each other. Loads the dataset's records only when a
+    loss term needs to know its labels."""
+    problems = _depth_problems(net, datamodule)
+    type_losses = [name for name, term in losses.items() if isinstance(term, DistortionTypeLoss)]
+    if type_losses:
+        problems += _distortion_label_problems(type_losses, losses, datamodule, model_cfg)
+    if problems:
+        raise ConfigError(problems)
+
+
+# -- ablations ----------------------------------------------------------------------------------------------
+
+def _ablation_problems(choices: Mapping[str, str | None]) -> list[str]:
+    ablation, model = choices.get("ablation"), choices.get("model")
+    if not ablation or not model or "/" not in ablation:
+        return []
+    owner = ablation.split("/")[0]
+    if owner == model:
+        return []
+    return [f"ablation={ablation} is an ablation of model={owner}, but the run's model is model={model}: drop "
+            f"model={model} (each conf/ablation/{owner}/ file selects {owner} itself), or pick an ablation "
+            f"from conf/ablation/{model}/"]
+
+
+def _hydra_choices() -> Mapping[str, str | None]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+
+
+# -- backbone stages a decoder taps ---------------------------------------------------------------------------
+
+def _stage_problems(model: DictConfig) -> list[str]:
+    net = model.get("net")
+    if net is None:
+        return []
+    rule = STAGE_RULES.get(net.get("_target_"))
+    if rule is None:
+        return []
+    backbones = {"model.backbone": net.get("backbone")}
+    if net.get("depth_backbone") is not None:
+        backbones["model.depth_backbone"] = net.get("depth_backbone")
+    problems = []
+    for where, backbone in backbones.items():
+        if backbone is None:
+            continue
+        out_indices = list(backbone.get("out_indices") or DEFAULT_OUT_INDICES)
+        problem = rule(net, where, out_indices)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _tapped_stages(net: DictConfig, where: str, out_indices: list[int]) -> str | None:
+    """Life-IQA and the Transformer-decoder baseline read `stages`: positions in the backbone's outputs."""
+    stages = list(net.get("stages") or [])
+    count = len(out_indices)
+    if all(-count <= i < count for i in stages):
+        return None
+    needed = max(i + 1 if i >= 0 else -i for i in stages)
+    return (f"{_short(net)} taps model.net.stages={stages} of the backbone's outputs, but {where}.out_indices="
+            f"{out_indices} gives only {count}: give the backbone at least {needed} out_indices "
+            f"(e.g. {where}.out_indices={list(DEFAULT_OUT_INDICES)}, the default)")
+
+
+def _one_bridge_per_stage(net: DictConfig, where: str, out_indices: list[int]) -> str | None:
+    """DGIQA bridges every backbone output with one width of `bridge_channels`."""
+    widths = list(net.get("bridge_channels") or [])
+    if len(widths) == len(out_indices):
+        return None
+    return (f"{_short(net)} bridges every backbone output (model.net.bridge_channels={widths}, one width per "
+            f"stage), but {where}.out_indices={out_indices} gives {len(out_indices)}: give the backbone "
+            f"{len(widths)} out_indices (e.g. {where}.out_indices={list(DEFAULT_OUT_INDICES)[:len(widths)]}) "
+            f"or list {len(out_indices)} widths in model.net.bridge_channels")
+
+
+def _fused_pyramid(net: DictConfig, where: str, out_indices: list[int]) -> str | None:
+    """BFRD fuses the backbone's outputs top-down and bottom-up: a pyramid needs two levels (the paper: four)."""
+    if len(out_indices) >= 2:
+        return None
+    return (f"{_short(net)} fuses a pyramid of backbone stages (the paper: four), but {where}.out_indices="
+            f"{out_indices} gives {len(out_indices)}: set {where}.out_indices={list(DEFAULT_OUT_INDICES)}")
+
+
+def _short(net: DictConfig) -> str:
+    return str(net.get("_target_")).rsplit(".", 1)[-1]
+
+
+STAGE_RULES: dict[str, Callable[[DictConfig, str, list[int]], str | None]] = {
+    "biqa.models.lifeiqa.LifeIQA": _tapped_stages,
+    "biqa.models.transformer_decoder.TransformerDecoderBaseline": _tapped_stages,
+    "biqa.models.dgiqa.DGIQA": _one_bridge_per_stage,
+    "biqa.models.bfrd.BFRD": _fused_pyramid,
+}
+
+
+# -- what the model needs from the data ----------------------------------------------------------------------
+
+def _depth_problems(net, datamodule) -> list[str]:
+    if not getattr(net, "uses_depth", False) or datamodule.depth_provider is not None:
+        return []
+    return [f"{type(net).__name__} needs depth maps but no depth provider is configured: add "
+            "data/depth=depth_anything (learned depth, needs transformers and the model weights), "
+            "data/depth=folder data.depth.root=DIR (precomputed maps), or data/depth=not_learned_blur_proxy "
+            "(an offline proxy, not learned depth)"]
+
+
+def _distortion_label_problems(names: list[str], losses: Mapping[str, LossTerm], datamodule,
+                               model_cfg: DictConfig) -> list[str]:
+    records = datamodule.load_records()
+    if not records.has_distortion_labels:
+        required = [name for name in names if losses[name].required]
+        for name in set(names) - set(required):
+            log.warning("%s has no distortion-type labels: the model.losses.%s term is skipped", records.name, name)
+        return [f"model.losses.{name} is required (required: true) but dataset {records.name} has no "
+                "distortion-type labels: train on a dataset that has them (synthetic, kadid10k, tid2013, csiq, "
+                f"live) or set model.losses.{name}.required=false to skip the term where labels are missing"
+                for name in required]
+    classes = model_cfg.net.get("num_distortion_types")
+    labels = max(record.distortion_type for record in records.records if record.distortion_type is not None)
+    if classes is None or labels < classes:
+        return []
+    count = max(labels + 1, len(records.distortion_types or []))
+    return [f"dataset {records.name} has {count} distortion types (labels up to {labels}) but the model "
+            f"classifies {classes}: set model.net.num_distortion_types={count}"]

@@ -1,0 +1,63 @@
+"""Callbacks that make an interrupted run resume as if it had never stopped."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+
+class ExactResume(L.Callback):
+    """What resuming from a checkpoint needs beyond Lightning's own restore:
+
+    - the training loader's position inside its epoch (`biqa.data.resumable.ResumableLoader`): Lightning
+      saves it, but does not hand it back when `configure_optimizers` asks for
+      `trainer.estimated_stepping_batches`, as biqa's schedules do (Lightning issue #20550); loaded here,
+      before the first batch is fetched;
+    - the process's random generators (torch, CUDA, NumPy, Python), saved in every checkpoint and restored
+      just before the first training batch, so dropout masks and any other draw continue as in the
+      uninterrupted run (restored earlier, they would be moved on by the draws that starting a run makes).
+    """
+
+    def __init__(self) -> None:
+        self.pending_random_state: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(),
+            # Tensors and plain Python values only, so that checkpoints load with torch.load(weights_only=True).
+            "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pending_random_state = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A no-op unless the run restarts mid-epoch with loader states in its checkpoint, or once Lightning
+        # has loaded them itself (it empties the list it loads from).
+        trainer.fit_loop._load_combined_loader_states()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self.pending_random_state is None:
+            return
+        state, self.pending_random_state = self.pending_random_state, None
+        torch.set_rng_state(state["torch"])
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        random.setstate(_as_tuples(state["python"]))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """random.setstate wants the nested tuples that a checkpoint round trip may turn into lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value

@@ -1,0 +1,31 @@
+"""What the reliability tests share: a tiny training setting, and running biqa's entry points as programs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TINY
+
+REPO = Path(__file__).resolve().parents[2]
+
+# conftest.TINY spelled so that it composes whether or not the configs list each key ("++" sets a key that
+# may be missing; today data/synthetic.yaml lists no generator argument and the trainer config has no
+# enable_progress_bar), without the default progress-bar callback, which enable_progress_bar=false rejects.
+RUN = [o if "/" in o.split("=")[0] else f"++{o}" for o in TINY] + ["++callbacks.progress_bar=null"]
+
+
+def run_cli(module: str, *overrides: str, timeout: float = 300, check: bool = True, **popen) -> subprocess.CompletedProcess:
+    """`python -m biqa.cli.<module> overrides...` from the repository root, one torch thread per process."""
+    result = subprocess.run([sys.executable, "-m", f"biqa.cli.{module}", *overrides], cwd=REPO, env=cli_env(),
+                            capture_output=True, text=True, timeout=timeout, **popen)
+    if check and result.returncode != 0:
+        raise AssertionError(f"biqa.cli.{module} exited with {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def cli_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")]),
+            "HYDRA_FULL_ERROR": "1"}
