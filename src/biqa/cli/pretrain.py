@@ -9,7 +9,9 @@ def main(cfg: DictConfig) -> None:
     from biqa.lit.contrastive import pretrain_distortion_encoder
 
     checkpoint = pretrain_distortion_encoder(cfg)
-    print(f"distortion encoder: {checkpoint}\ntrain BFRD with: biqa-train model=bfrd model.net.distortion_checkpoint={checkpoint}")
+    print(
+        f"distortion encoder: {checkpoint}\ntrain BFRD with: biqa-train model=bfrd model.net.distortion_checkpoint={checkpoint}"
+    )
 
 
 if __name__ == "__main__":
