@@ -31,8 +31,9 @@ TINY = [
     "data.num_workers=0",
     "data.persistent_workers=false",
     "trainer.max_epochs=1",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
+    "++trainer.enable_progress_bar=false",
+    "++trainer.enable_model_summary=false",
+    "callbacks.progress_bar=null",
 ]
 
 

@@ -77,11 +77,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"{cfg.ckpt_path} has no biqa_config: it was not written by biqa-train")
     stored = OmegaConf.create(stored)
     data_cfg = cfg.data if cfg.get("data") is not None else stored.data
-    datamodule: IQADataModule = instantiate(data_cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    # The split file and any skipped-rows list go to this evaluation's folder, not the training run's.
+    datamodule: IQADataModule = instantiate(data_cfg, run_dir=str(output_dir))
     net = instantiate(without_pretrained_weights(stored.model.net))
     module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.optim, run_config=stored)
     module.load_state_dict(checkpoint["state_dict"])
-    trainer = build_trainer(cfg, Path(cfg.paths.output_dir))
+    trainer = build_trainer(cfg, output_dir)
     datamodule.setup("test")
     part = cfg.get("part", "test")
     loader = {"test": datamodule.test_dataloader, "val": datamodule.val_dataloader}.get(part)
@@ -95,7 +97,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         predictions = module.test_predictions
         metrics["test/plcc_logistic"] = fitted_plcc(predictions["pred"], predictions["score"])
     if trainer.is_global_zero:
-        print_metrics(metrics, "test", Path(cfg.paths.output_dir))
+        record = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), "part": part,
+                  "num_images": len(getattr(datamodule.split, part)), "config": OmegaConf.to_container(cfg, resolve=True)}
+        (output_dir / "eval_result.json").write_text(json.dumps(record, indent=1, default=str))
+        print_metrics(metrics, "test", output_dir)
     return metrics
 
 
@@ -162,6 +167,6 @@ def _last_checkpoint(output_dir: Path) -> str | None:
 
 
 def print_metrics(metrics: dict[str, float], stage: str, output_dir: Path) -> None:
-    names = ("srcc", "plcc", "krcc", "rmse")
+    names = ("srcc", "plcc", "plcc_logistic", "krcc", "rmse")
     values = "  ".join(f"{n.upper()} {metrics[f'{stage}/{n}']:.4f}" for n in names if f"{stage}/{n}" in metrics)
     print(f"\n{stage} metrics: {values}\nrun folder: {output_dir}", flush=True)
