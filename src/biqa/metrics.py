@@ -41,7 +41,7 @@ def fitted_plcc(preds: torch.Tensor, target: torch.Tensor) -> float:
     start = [y.max(), y.min(), float(np.mean(x)), float(np.std(x)) or 1.0]
     try:
         params, _ = curve_fit(logistic_4, x, y, p0=start, maxfev=20000)
-    except RuntimeError:
+    except (RuntimeError, TypeError):  # no convergence, or fewer images than the 4 parameters
         return float(np.corrcoef(x, y)[0, 1])
     return float(np.corrcoef(logistic_4(x, *params), y)[0, 1])
 

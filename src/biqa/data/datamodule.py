@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from biqa.data.cache import ResizedImageCache
 from biqa.data.crops import CropDataset, CropSpec
+from biqa.data.cross_dataset import check_split_strategy, train_on_a_test_on_b
 from biqa.data.records import DatasetRecords
 from biqa.data.resumable import EpochShuffle, ResumableLoader, SkippingBatchSampler
 from biqa.data.splits import Split, make_split
@@ -28,26 +31,39 @@ class IQADataModule(L.LightningDataModule):
         eval_crops: dict[str, Any] | None = None,
         batch_size: int = 16,
         eval_batch_size: int | None = None,
-        num_workers: int = 2,
+        num_workers: int | str = "auto",
         pin_memory: bool = True,
         persistent_workers: bool = True,
         depth: Any = None,
         validation: Callable[[DatasetRecords], DatasetRecords] | None = None,
         run_dir: str | None = None,
+        test_dataset: Callable[[], DatasetRecords] | None = None,
+        image_cache: bool = False,
+        image_cache_dir: str | None = None,
     ) -> None:
+        """`test_dataset`: train on all of `dataset`, test on all of this one (`biqa.data.cross_dataset`).
+        `image_cache`: read images decoded and resized once from `image_cache_dir` (`biqa.data.cache`).
+        `num_workers`: "auto" is one loader process per usable core, at most 8."""
         super().__init__()
         self.read_dataset = dataset
+        self.read_test_dataset = test_dataset
         self.split_args = dict(split or {})
         self.train_spec = CropSpec(**{"hflip": True, **dict(train_crops or {})})
         self.eval_spec = CropSpec(**dict(eval_crops or {}))
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
+        self.num_workers = default_num_workers() if num_workers == "auto" else int(num_workers)
         self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
+        self.persistent_workers = persistent_workers and self.num_workers > 0
         self.depth_provider = depth
         self.validate = validation
         self.run_dir = Path(run_dir) if run_dir else None
+        if image_cache and not image_cache_dir:
+            raise ValueError("data.image_cache=true needs data.image_cache_dir")
+        self.image_caches = {spec: ResizedImageCache.for_spec(image_cache_dir, spec)
+                             for spec in (self.train_spec, self.eval_spec)} if image_cache else {}
+        if self.read_test_dataset is not None:
+            check_split_strategy(self.split_args.get("strategy", "random"))
         self.records: DatasetRecords | None = None
         self.split: Split | None = None
 
@@ -56,14 +72,21 @@ class IQADataModule(L.LightningDataModule):
         records = self.load_records()
         if self.depth_provider is not None:
             self.depth_provider.prepare(records.records)
+        paths = [record.path for record in records.records]
+        for cache in {cache.folder: cache for cache in self.image_caches.values()}.values():
+            cache.prepare(paths, self.num_workers)
 
     def load_records(self) -> DatasetRecords:
         if self.records is None:
-            records = self.read_dataset()
-            if self.validate is not None:
-                records = self.validate(records)
+            records = self._read_and_validate(self.read_dataset)
+            if self.read_test_dataset is not None:
+                records = train_on_a_test_on_b(records, self._read_and_validate(self.read_test_dataset))
             self.records = records
         return self.records
+
+    def _read_and_validate(self, read: Callable[[], DatasetRecords]) -> DatasetRecords:
+        records = read()
+        return self.validate(records) if self.validate is not None else records
 
     def setup(self, stage: str | None = None) -> None:
         if self.split is not None:
@@ -83,7 +106,8 @@ class IQADataModule(L.LightningDataModule):
 
     def _loader(self, indices: list[int], spec: CropSpec, train: bool) -> DataLoader:
         seed = int(self.split_args.get("seed", 0))
-        dataset = CropDataset(self.records.records, indices, spec, train, self.depth_provider, seed=seed)
+        dataset = CropDataset(self.records.records, indices, spec, train, self.depth_provider, seed=seed,
+                              image_cache=self.image_caches.get(spec))
         common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
                       persistent_workers=self.persistent_workers)
         if not train:
@@ -103,3 +127,8 @@ class IQADataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split.test, self.eval_spec, train=False)
+
+
+def default_num_workers() -> int:
+    """One loader process per core this process may use, at most 8 (more rarely pays for its memory)."""
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

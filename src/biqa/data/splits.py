@@ -2,12 +2,17 @@
 
 Random splits hold out `test_fraction` of the images (of the references, on synthetic datasets) and carve a
 validation part out of the training part; the checkpoint is selected on validation, never on test. The
-official split of a dataset (KonIQ-10k, BIQ2021, FLIVE) is used with `strategy: official`.
+official split of a dataset (KonIQ-10k, BIQ2021, FLIVE) is used with `strategy: official`;
+`official_or_random` uses it where the dataset's files define a test part and a seeded random split
+otherwise (BIQ2021 without its `Test (Images and MOS).csv`). N seeded splits are N runs with `seed=0..N-1`.
+Cross-dataset runs (`data.test_dataset`, see `biqa.data.cross_dataset`) are an official split whose train
+part is all of dataset A and whose test part is all of dataset B.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,7 +20,9 @@ import numpy as np
 
 from biqa.data.records import DatasetRecords
 
-STRATEGIES = ("random", "official", "all")
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("random", "official", "all", "official_or_random")
 
 
 @dataclass
@@ -44,6 +51,10 @@ def make_split(
         raise ValueError(f"data.split.strategy '{strategy}' is unknown; choose one of {', '.join(STRATEGIES)}")
     rng = np.random.default_rng(seed)
     groups = _groups(records)
+    if strategy == "official_or_random":
+        strategy = "official" if "test" in records.official_splits else "random"
+        log.info("%s: %s split (official_or_random)", records.name,
+                 "official" if strategy == "official" else f"no official test part; seeded random (seed {seed})")
     if strategy == "all":
         every = list(range(len(records)))
         return Split(train=every, val=every, test=every)
@@ -94,6 +105,6 @@ def _official(records: DatasetRecords) -> tuple[list[int], list[int]]:
         have = ", ".join(sorted(splits)) or "none"
         raise ValueError(
             f"dataset '{records.name}' at {records.root} has no official train/test split (found: {have}); "
-            "use data.split.strategy=random"
+            "use data.split.strategy=random or official_or_random"
         )
     return list(splits["train"]), list(splits["test"])

@@ -16,7 +16,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from biqa.lit.losses import Batch, LossTerm
 from biqa.lit.optim import OptimConfig, build_optimizer, lr_factor, parameter_groups
-from biqa.metrics import QualityMetrics
+from biqa.metrics import QualityMetrics, fitted_plcc
 from biqa.models.base import QualityModel, QualityOutput
 
 PER_CROP_KEYS = ("score", "distortion_type", "distortion_level")
@@ -99,6 +99,8 @@ class QualityRegressor(L.LightningModule):
             with metric.sync_context():
                 preds, target, index = metric.gathered()
             self.test_predictions = {"index": index.cpu(), "pred": preds.cpu(), "score": target.cpu()}
+            # Labelled apart from the raw test/plcc: the cross-dataset convention fits a logistic first.
+            self.log("test/plcc_logistic", fitted_plcc(preds, target), sync_dist=False)
         self._log_metrics("test")
 
     def _log_metrics(self, stage: str) -> None:
