@@ -95,8 +95,8 @@ class CachedViews(Dataset):
     """K of an image's fixed views per visit: random ones in training (torch's seeded RNG), the first K
     in evaluation. Yields their stored features, or in `images` mode the crops themselves."""
 
-    def __init__(self, indices: list[int], count: int, num_views: int, train: bool,
-                 store: FeatureStore | None = None, crops: CropDataset | None = None) -> None:
+    def __init__(self, indices: list[int], count: int, num_views: int, train: bool, crops: CropDataset,
+                 store: FeatureStore | None = None) -> None:
         self.indices, self.count, self.num_views, self.train = indices, count, num_views, train
         self.store, self.crops = store, crops
 
@@ -200,7 +200,7 @@ class CachedFeatureDataModule(L.LightningDataModule):
     def _loader(self, indices: list[int], count: int, train: bool) -> DataLoader:
         crops = self.view_crops()
         store = self.store if self.mode == "features" else None
-        dataset = CachedViews(indices, count, self.num_views, train, store=store, crops=crops)
+        dataset = CachedViews(indices, count, self.num_views, train, crops, store=store)
         images = self.images
         return DataLoader(dataset, batch_size=images.batch_size if train else images.eval_batch_size,
                           shuffle=train, drop_last=train and len(indices) > images.batch_size,

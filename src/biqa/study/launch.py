@@ -140,6 +140,7 @@ def _run_wave(study: Study, jobs: list[Job], dry_run: bool) -> int:
             moved = set_aside(study.study_dir / job.name)
             log.warning("%s: its overrides changed since it ran; the old folder is now %s", job.name, moved)
     study.save()
+    # What Hydra's own sweepers do with their job lists (Hydra has no public call for it).
     HydraConfig.instance().set_config(study.config)
     context = HydraContext(config_loader=study.hydra.config_loader, callbacks=Callbacks(study.config))
     launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=run_study_job,
