@@ -9,8 +9,6 @@ from tests.study.conftest import STUDY_TINY
 
 from biqa.study.launch import prepare, run
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def tiny_args(tmp_path, tmp_path_factory):
@@ -19,6 +17,7 @@ def tiny_args(tmp_path, tmp_path_factory):
     GlobalHydra.instance().clear()
 
 
+@pytest.mark.slow
 def test_slurm_path_runs_through_submitit_local(tiny_args):
     study = prepare([*tiny_args, "study.variants={linear: ['model=pooled']}", "hydra/launcher=slurm_local_test"])
     study.jobs = study.jobs[:1]
@@ -30,6 +29,7 @@ def test_slurm_path_runs_through_submitit_local(tiny_args):
     assert len(submitit_logs) == 1, "the job ran in a submitit subprocess"
 
 
+@pytest.mark.slow
 def test_wandb_offline_one_run_per_job_grouped_by_study_in_separate_folders(tiny_args, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -51,3 +51,21 @@ def test_wandb_offline_one_run_per_job_grouped_by_study_in_separate_folders(tiny
         assert "model:pooled" in config["logger"]["wandb"]["tags"]
     assert len(run_ids) == 2
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+@pytest.mark.parametrize("extra, error", [
+    ([], None),
+    (["hydra.launcher.gpus_per_node=4", "trainer=ddp", "trainer.devices=4"], None),
+    (["hydra.launcher.gpus_per_node=4", "trainer=ddp"], "trainer.devices=4"),
+    (["hydra.launcher.nodes=2", "trainer.devices=1"], "trainer.num_nodes=2"),
+])
+def test_slurm_config_has_one_task_per_device(tmp_path, extra, error):
+    args = ["study=smoke", f"paths.root_dir={tmp_path}", "hydra/launcher=slurm", *extra]
+    if error:
+        with pytest.raises(ValueError, match=error):
+            prepare(args)
+        return
+    launcher = prepare(args).config.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.tasks_per_node == launcher.gpus_per_node
+    assert {"partition", "timeout_min", "array_parallelism", "cpus_per_task", "setup"} <= set(launcher)
