@@ -105,14 +105,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 def without_pretrained_weights(net_cfg: DictConfig) -> DictConfig:
-    """A copy of a model config whose backbones start from random weights (a checkpoint overwrites them):
-    evaluation must not need a hub or the original weight files."""
+    """A copy of a model config whose backbones and pretrained encoders start from random weights (a
+    checkpoint overwrites them): evaluation and cost reports must not need a hub or the weight files."""
     net_cfg = OmegaConf.create(OmegaConf.to_container(net_cfg, resolve=True))
 
     def strip(node: Any) -> None:
         if isinstance(node, DictConfig):
             if node.get("_target_") == BACKBONE_TARGET:
                 node.weights = "none"
+            if node.get("distortion_checkpoint") is not None:
+                node.distortion_checkpoint = None
+                node.allow_untrained_encoder = True
             for value in node.values():
                 strip(value)
 

@@ -12,7 +12,8 @@ from biqa.models.base import QualityModel, QualityOutput
 class PooledHead(QualityModel):
     supports_cached_features = True
 
-    def __init__(self, backbone: Backbone, hidden_dim: int = 0, dropout: float = 0.0) -> None:
+    def __init__(self, backbone: Backbone, hidden_dim: int = 0, dropout: float = 0.0,
+                 initial_score: float = 0.5) -> None:
         super().__init__()
         self.backbone = backbone
         channels = backbone.channels[-1]
@@ -23,6 +24,10 @@ class PooledHead(QualityModel):
             layers += [nn.Linear(channels, 1)]
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(*layers)
+        # Every image starts at the middle of the score range: a randomly initialised output layer on
+        # unnormalised backbone features starts far off it, and the first epochs go to undoing that.
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.constant_(self.head[-1].bias, initial_score)
 
     def forward(
         self, images: torch.Tensor | None, depth: torch.Tensor | None = None,
