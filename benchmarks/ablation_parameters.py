@@ -31,7 +31,8 @@ def describe(path: Path) -> str:
 
 
 def count(overrides: list[str]) -> tuple[int, int]:
-    cfg = compose("train", overrides=overrides)
+    # Outside a Hydra app: paths that default to Hydra's runtime folders are pinned to the current folder.
+    cfg = compose("train", overrides=[*overrides, f"paths.root_dir={Path.cwd()}", f"paths.output_dir={Path.cwd()}"])
     with torch.device("meta"):
         net = instantiate(without_pretrained_weights(cfg.model.net))
     return count_parameters(net)
