@@ -95,7 +95,7 @@ def test_required_distortion_type_loss_on_a_dataset_without_type_labels(compose_
     (root / "scores.csv").write_text("file,mos\n" + "".join(f"{i}.png,{1 + i * 0.5}\n" for i in range(6)))
     data = ["data=custom_csv", f"data.dataset.root={root}", "data.dataset.csv_file=scores.csv",
             "data.dataset.path_column=file", "data.dataset.score_column=mos", "data.dataset.score_range=[1,5]"]
-    not_synthetic = [o for o in RUN if not o.startswith("++data.dataset.")]
+    not_synthetic = [o for o in RUN if not o.startswith("data.dataset.")]
     message = failure(compose_config, [*SMALL_MFENET, *data, "++model.losses.distortion_type.required=true"],
                       base=not_synthetic)
     assert ("model.losses.distortion_type is required (required: true) but dataset custom has no "
