@@ -30,6 +30,7 @@ def test_train_writes_record_checkpoint_split_and_test_metrics(trained_run):
         assert np.isfinite(record["metrics"][f"test/{name}"])
     assert Path(record["checkpoint"]).exists()
     assert (run / "checkpoints" / "last.ckpt").exists()
+    assert (run / "test_scatter.png").stat().st_size > 0
     split = json.loads((run / "split.json").read_text())
     assert len(split["test"]) == record["num_images"]["test"] > 0
     assert record["provenance"]["backbone_weights"] == ["none"]

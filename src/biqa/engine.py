@@ -54,7 +54,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-        write_predictions(module, datamodule, output_dir / "test_predictions.csv")
+        if trainer.is_global_zero:
+            from biqa.study.plots import scatter_plot
+
+            write_predictions(module, datamodule, output_dir / "test_predictions.csv")
+            scatter_plot(output_dir / "test_predictions.csv", output_dir / "test_scatter.png", title=output_dir.name)
     record = {
         "metrics": metrics,
         "checkpoint": best,

@@ -43,7 +43,7 @@ def test_wandb_offline_one_run_per_job_grouped_by_study_in_separate_folders(tiny
         runs = list((folder / "wandb").glob("offline-run-*"))
         assert len(runs) == 1, f"{job.name}: {runs}"
         run_ids.add(runs[0].name.rsplit("-", 1)[1])
-        assert (folder / "scatter.png").exists()
+        assert (folder / "test_scatter.png").exists()
         config = json.loads((folder / "result.json").read_text())["config"]
         assert config["logger"]["wandb"]["group"] == study.study_id
         assert config["logger"]["wandb"]["job_type"] == job.variant

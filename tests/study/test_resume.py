@@ -26,7 +26,7 @@ def test_rerun_executes_nothing_then_only_the_deleted_job(tiny_study_args, capsy
     assert all(path.exists() for path in records.values())
     report = study.study_dir / "report" / "summary.md"
     assert "| synthetic | mlp |" in report.read_text() and "1/1" in report.read_text()
-    assert (study.study_dir / "linear/synthetic/seed=0" / "scatter.png").exists()
+    assert (study.study_dir / "linear/synthetic/seed=0" / "test_scatter.png").exists()
     record = json.loads(records["mlp/synthetic/seed=0"].read_text())
     assert record["parameters"]["decoder"] > 0 and record["provenance"]["git_commit"]
     assert record["config"]["study_job"]["variant"] == "mlp"

@@ -20,7 +20,7 @@ from biqa.study.records import RESULT_FILE, read_json, record_fingerprint, write
 
 log = logging.getLogger(__name__)
 
-SCATTER_FILE = "scatter.png"
+SCATTER_FILE = "test_scatter.png"
 PREDICTIONS_FILE = "test_predictions.csv"
 
 
@@ -44,7 +44,9 @@ def run_study_job(cfg: DictConfig) -> dict[str, float] | None:
 
             metrics = train(cfg)
         if is_rank_zero:
-            scatter = scatter_plot(output_dir / PREDICTIONS_FILE, output_dir / SCATTER_FILE, title=job.name)
+            scatter = output_dir / SCATTER_FILE
+            if job.kind == "cross_eval" or not scatter.exists():
+                scatter = scatter_plot(output_dir / PREDICTIONS_FILE, scatter, title=job.name)
             log_to_wandb(metrics, scatter)
             write_state(output_dir, "finished")
         return metrics
