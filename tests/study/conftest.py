@@ -6,24 +6,10 @@ from pathlib import Path
 
 import pytest
 
-# Seconds-long jobs: a random tiny backbone on 36 synthetic 48 px images, one epoch.
-STUDY_TINY = [
-    "model/backbone=test_efficientnet",
-    "++data.dataset.num_references=6",
-    "++data.dataset.image_size=48",
-    "++data.dataset.distortions=[gaussian_blur,gaussian_noise,jpeg]",
-    "++data.dataset.levels=2",
-    "data.train_crops.size=32",
-    "data.eval_crops.size=32",
-    "data.eval_crops.count=2",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "++data.persistent_workers=false",
-    "trainer.max_epochs=1",
-    "~callbacks.progress_bar",
-    "++trainer.enable_progress_bar=false",
-    "++trainer.enable_model_summary=false",
-]
+from tests.conftest import TINY
+
+# Seconds-long jobs: the suite's tiny setting (a random tiny backbone on 36 synthetic 48 px images).
+STUDY_TINY = list(TINY)
 
 
 @pytest.fixture(scope="session")
