@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -23,8 +24,11 @@ log = logging.getLogger(__name__)
 BACKBONE_TARGET = "biqa.models.backbones.Backbone"
 
 
-def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
+def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule | None = None) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if module is not None and not getattr(module, "uses_optimizer", True):
+        # A closed-form fit has no learning rate to monitor, and Lightning refuses the monitor without one.
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
 
@@ -41,8 +45,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         from biqa.data.feature_cache import use_feature_cache
 
         datamodule = use_feature_cache(datamodule, net, cfg.feature_cache)
-    module = QualityRegressor(net, losses, optim=cfg.optim, run_config=cfg)
-    trainer = build_trainer(cfg, output_dir)
+    module = build_module(cfg.model, net, losses, cfg.optim, cfg)
+    trainer = build_trainer(cfg, output_dir, module)
 
     resume_from = cfg.get("ckpt_path") or (_last_checkpoint(output_dir) if cfg.get("resume") else None)
     if resume_from:
@@ -71,6 +75,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         (output_dir / "result.json").write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test" if cfg.get("test") else "val", output_dir)
     return metrics
+
+
+def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_config) -> QualityRegressor:
+    """The model config's `module` (a LightningModule with its own training, e.g. the ridge probe's closed-form
+    fit), else the regression module every decoder shares."""
+    module_cfg = model_cfg.get("module")
+    if module_cfg is None:
+        return QualityRegressor(net, losses, optim=optim, run_config=run_config)
+    module = instantiate(module_cfg, _partial_=True, _convert_="all")
+    return module(net=net, losses=losses, optim=optim, run_config=run_config)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

@@ -73,3 +73,38 @@ def test_models_that_cannot_use_it_are_refused(parts):
 
     with pytest.raises(ValueError, match="cannot take cached features"):
         CachedFeatureDataModule(images, ImageReader(), dir="unused")
+
+
+def test_models_reading_other_stages_of_one_backbone_share_the_store(parts, compose_config, tmp_path):
+    cfg, images, net = parts
+    decoder = use_feature_cache(images, net, cfg.feature_cache)
+    probe_cfg = compose_config("train", CACHE + [f"feature_cache.dir={tmp_path / 'features'}", "model=ridge_probe",
+                                                 "model/backbone=test_efficientnet",
+                                                 "model.backbone.out_indices=[0,1,2,3,4]", "model.backbone.freeze=all"])
+    torch.manual_seed(0)
+    probe_net = instantiate(probe_cfg.model.net)
+    probe = use_feature_cache(instantiate(probe_cfg.data), probe_net, probe_cfg.feature_cache)
+    assert probe.store_folder()[0] == decoder.store_folder()[0]
+    for cached, stages in ((probe, 5), (decoder, len(net.backbone.channels))):
+        cached.prepare_data()
+        cached.setup("fit")
+        batch = next(iter(cached.val_dataloader()))
+        assert len(batch["features"]) == stages
+    assert [f.shape[2] for f in batch["features"]] == net.backbone.channels
+
+
+def test_models_with_pixel_branches_get_the_crops_with_the_features(compose_config, tmp_path):
+    cfg = compose_config("train", CACHE + [f"feature_cache.dir={tmp_path / 'features'}", "model=mfenet",
+                                           "model.backbone.freeze=all"])
+    torch.manual_seed(0)
+    net = instantiate(cfg.model.net).eval()
+    cached = use_feature_cache(instantiate(cfg.data), net, cfg.feature_cache)
+    cached.prepare_data()
+    cached.setup("fit")
+    batch = next(iter(cached.test_dataloader()))
+    assert set(batch) >= {"features", "images"}
+    crops = batch["images"].flatten(0, 1).float() / 255
+    with torch.no_grad():
+        from_cache = net(crops, features=[f.flatten(0, 1).float() for f in batch["features"]]).score
+        from_images = net(crops).score
+    torch.testing.assert_close(from_cache, from_images, atol=2e-2, rtol=1e-2)

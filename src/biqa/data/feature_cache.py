@@ -1,10 +1,12 @@
 """Backbone features computed once and reused: the data path of decoder studies on a frozen backbone.
 
 With `+feature_cache=frozen_backbone`, every image of the dataset gets `views` fixed crops (seeded by the
-image, not by the split), the frozen backbone runs on them once, and its stage maps are stored under
-`<dir>/<key>/` where the key hashes the dataset's images, the backbone's weights and the crop settings.
-Every decoder variant and split seed with the same key reads the same files; the datamodule yields
-`features` instead of `images` and the model skips its backbone (`QualityModel.supports_cached_features`).
+image, not by the split), the frozen backbone runs on them once, and the maps of every stage up to its
+deepest requested one are stored under `<dir>/<key>/` where the key hashes the dataset's images, the
+backbone's weights and the crop settings. Every decoder variant and split seed with the same key reads the
+same files, whichever of those stages it uses (a probe reading all five stages of EfficientNet and a decoder
+reading the last four share one store); the datamodule yields `features` instead of `images` and the model
+skips its backbone (`QualityModel.supports_cached_features`).
 
 What changes against the image path: training draws `train_crops.count` of the fixed views per visit
 instead of fresh random crops, without flips; evaluation uses the first `eval_crops.count` views.
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from biqa.data.crops import CropDataset, CropSpec
 from biqa.data.datamodule import IQADataModule
@@ -37,16 +40,17 @@ META_FILE = "meta.json"
 
 
 class FeatureStore:
-    """Stage maps of every image's fixed views: one (images, views, C, h, w) array per stage on disk."""
+    """Stage maps of every image's fixed views: one (images, views, C, h, w) array per backbone stage on
+    disk, `stage{i}.npy` for timm's stage i."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.meta = json.loads((folder / META_FILE).read_text())
         self.stages = [np.load(folder / f"stage{i}.npy", mmap_mode="r") for i in range(self.meta["num_stages"])]
 
-    def views(self, index: int, views: torch.Tensor) -> list[torch.Tensor]:
+    def views(self, index: int, views: torch.Tensor, stages: list[int]) -> list[torch.Tensor]:
         chosen = views.numpy()
-        return [torch.from_numpy(np.ascontiguousarray(stage[index][chosen])) for stage in self.stages]
+        return [torch.from_numpy(np.ascontiguousarray(self.stages[s][index][chosen])) for s in stages]
 
     @classmethod
     def build(cls, folder: Path, backbone: nn.Module, crops: CropDataset, meta: dict, batch_size: int,
@@ -57,13 +61,14 @@ class FeatureStore:
         partial.mkdir(parents=True)
         dtype = np.dtype(meta["dtype"])
         original_device = next(backbone.parameters()).device
-        was_training = backbone.training
+        was_training, requested = backbone.training, backbone.out_indices
+        backbone.out_indices = list(range(requested[-1] + 1))
         backbone.eval().to(device)
         loader = DataLoader(crops, batch_size=max(1, batch_size // crops.spec.count), num_workers=num_workers)
         arrays: list[np.ndarray] = []
         try:
             with torch.no_grad():
-                for batch in loader:
+                for batch in tqdm(loader, desc="backbone features", unit="batch", dynamic_ncols=True):
                     images = batch["images"].to(device)
                     b, v = images.shape[:2]
                     stages = backbone(images.flatten(0, 1).float().div_(255))
@@ -87,18 +92,21 @@ class FeatureStore:
             shutil.rmtree(partial, ignore_errors=True)
             raise
         finally:
+            backbone.out_indices = requested
             backbone.to(original_device).train(was_training)
         return cls(folder)
 
 
 class CachedViews(Dataset):
     """K of an image's fixed views per visit: random ones in training (torch's seeded RNG), the first K
-    in evaluation. Yields their stored features, or in `images` mode the crops themselves."""
+    in evaluation. Yields their stored features (and the crops, for models with pixel branches), or in
+    `images` mode the crops alone."""
 
     def __init__(self, indices: list[int], count: int, num_views: int, train: bool, crops: CropDataset,
-                 store: FeatureStore | None = None) -> None:
+                 store: FeatureStore | None = None, stages: list[int] | None = None,
+                 with_images: bool = False) -> None:
         self.indices, self.count, self.num_views, self.train = indices, count, num_views, train
-        self.store, self.crops = store, crops
+        self.store, self.crops, self.stages, self.with_images = store, crops, stages, with_images
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -106,10 +114,12 @@ class CachedViews(Dataset):
     def __getitem__(self, position: int) -> dict:
         index = self.indices[position]
         views = torch.randperm(self.num_views)[: self.count] if self.train else torch.arange(self.count)
-        if self.store is not None:
-            return {"features": self.store.views(index, views), **labels(self.crops.records[index], index)}
+        if self.store is not None and not self.with_images:
+            return {"features": self.store.views(index, views, self.stages), **labels(self.crops.records[index], index)}
         item = self.crops[index]  # the view crops cover every image, in index order
         item["images"] = item["images"][views]
+        if self.store is not None:
+            item["features"] = self.store.views(index, views, self.stages)
         return item
 
 
@@ -123,8 +133,8 @@ class CachedFeatureDataModule(L.LightningDataModule):
         if mode not in MODES:
             raise ValueError(f"feature_cache.mode '{mode}' is unknown; choose one of {', '.join(MODES)}")
         if not getattr(net, "supports_cached_features", False):
-            raise ValueError(f"{type(net).__name__} cannot take cached features (it needs images beyond its "
-                             "backbone, or several backbones); drop +feature_cache for it")
+            raise ValueError(f"{type(net).__name__} cannot take cached features (it has several backbones or "
+                             "reads depth maps); drop +feature_cache for it")
         backbones = net.backbone_modules()
         if len(backbones) != 1 or any(p.requires_grad for p in backbones[0].parameters()):
             raise ValueError("the feature cache needs one backbone, wholly frozen: model.backbone.freeze=all")
@@ -138,6 +148,7 @@ class CachedFeatureDataModule(L.LightningDataModule):
             raise ValueError(f"feature_cache.views={views} is fewer than the crops asked per image "
                              f"({train.count} train, {evaluation.count} eval)")
         self.images, self.backbone = images, backbones[0]
+        self.with_images = net.needs_images_with_features
         self.root, self.num_views, self.dtype, self.mode, self.seed = Path(dir), views, dtype, mode, seed
         self.build_batch_size = batch_size
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -200,11 +211,12 @@ class CachedFeatureDataModule(L.LightningDataModule):
     def _loader(self, indices: list[int], count: int, train: bool) -> DataLoader:
         crops = self.view_crops()
         store = self.store if self.mode == "features" else None
-        dataset = CachedViews(indices, count, self.num_views, train, crops, store=store)
+        dataset = CachedViews(indices, count, self.num_views, train, crops, store=store,
+                              stages=list(self.backbone.out_indices), with_images=self.with_images)
         images = self.images
         return DataLoader(dataset, batch_size=images.batch_size if train else images.eval_batch_size,
                           shuffle=train, drop_last=train and len(indices) > images.batch_size,
-                          num_workers=0 if store is not None else images.num_workers)
+                          num_workers=0 if store is not None and not self.with_images else images.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.split.train, self.images.train_spec.count, train=True)
@@ -225,10 +237,10 @@ def labels(record, index: int) -> dict[str, torch.Tensor]:
 
 
 def backbone_fingerprint(backbone: nn.Module) -> str:
-    """A hash of the backbone's class, stage choice and every weight: a random-init backbone gets its own
-    store per seed, a pretrained one a single store for all."""
+    """A hash of the backbone's class, deepest stage and every weight: a random-init backbone gets its own
+    store per seed, a pretrained one a single store for every choice of stages up to the same depth."""
     digest = hashlib.sha1(f"{type(backbone).__name__}:{getattr(backbone, 'name', '')}:"
-                          f"{getattr(backbone, 'out_indices', '')}".encode())
+                          f"{backbone.out_indices[-1]}".encode())
     for name, tensor in backbone.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -57,7 +57,8 @@ class QualityRegressor(L.LightningModule):
         if "features" in batch:
             k = batch["features"][0].shape[1]
             stages = [stage.flatten(0, 1).float() for stage in batch["features"]]
-            output = self.net(None, features=stages)
+            images = batch["images"].flatten(0, 1) if "images" in batch else None
+            output = self.net(images, features=stages)
         else:
             images = batch["images"]
             k = images.shape[1]

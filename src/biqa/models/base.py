@@ -29,12 +29,14 @@ class QualityModel(nn.Module):
     Subclasses set `self.backbone` (a `biqa.models.backbones.Backbone`) and implement `forward`.
     `uses_depth` tells the datamodule to supply aligned depth crops.
     `supports_cached_features`: `forward(images=None, features=maps)` takes the backbone's stage maps,
-    computed once by the frozen-backbone feature cache (biqa.data.feature_cache), and skips the backbone.
+    computed once by the frozen-backbone feature cache (biqa.data.feature_cache), and skips the backbone;
+    with `needs_images_with_features` it gets the crops too, for branches that read pixels (MFENet, BFRD).
     `decoder_parameters()` is every trainable parameter outside backbones (for lr groups and cost reports).
     """
 
     uses_depth: bool = False
     supports_cached_features: bool = False
+    needs_images_with_features: bool = False
 
     def forward(
         self, images: torch.Tensor | None, depth: torch.Tensor | None = None,

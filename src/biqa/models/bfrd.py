@@ -242,11 +242,17 @@ class BFRD(QualityModel):
     """Backbone -> bidirectional fusion -> window attention -> OCAB -> image tokens; frozen distortion
     encoder -> distortion tokens; MoE cross-attention; mean-pooled tokens -> MLP -> score.
 
+    With the feature cache the backbone's maps come from the cache and the images still feed the
+    distortion encoder (`needs_images_with_features`).
+
     `grid_reduction`: the backbone stride whose grid the fused map (and every token) lives on; 16 gives a
     14x14 map at 224 px, four 7x7 windows, so shifted windows have borders to cross (32 would give one).
     `score_activation`: "sigmoid" (**ours**, default) keeps the score on the [0, 1] scale of the normalised
     MOS by construction; "linear" leaves it unbounded, as PooledHead does.
     """
+
+    supports_cached_features = True
+    needs_images_with_features = True
 
     def __init__(
         self,
@@ -331,14 +337,17 @@ class BFRD(QualityModel):
         )
         self.score_activation = score_activation
 
-    def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+    def image_tokens(self, images: torch.Tensor, features: list[torch.Tensor] | None = None) -> torch.Tensor:
         """(N, 3, H, W) -> (N, h * w, width) on the `grid_reduction` grid."""
-        fused = rearrange(self.fusion(self.backbone(images)), "n c h w -> n h w c")
+        maps = self.backbone(images) if features is None else features
+        fused = rearrange(self.fusion(maps), "n c h w -> n h w c")
         regional = self.overlapping_block(self.window_blocks(fused))
         return self.image_norm(rearrange(regional, "n h w c -> n (h w) c"))
 
-    def forward(self, images: torch.Tensor, depth: torch.Tensor | None = None) -> QualityOutput:
-        tokens, aux_losses = self.token_fusion(self.distortion_tokens(images), self.image_tokens(images))
+    def forward(
+        self, images: torch.Tensor, depth: torch.Tensor | None = None, features: list[torch.Tensor] | None = None,
+    ) -> QualityOutput:
+        tokens, aux_losses = self.token_fusion(self.distortion_tokens(images), self.image_tokens(images, features))
         score = self.head(tokens.mean(dim=1)).squeeze(-1)
         if self.score_activation == "sigmoid":
             score = score.sigmoid()

@@ -131,6 +131,11 @@ class DistortionAwareNetwork(nn.Module):
 
 
 class MFENet(QualityModel):
+    # With the feature cache, the quality network's maps come from the cache; the high-frequency and
+    # distortion-aware networks still read the crop.
+    supports_cached_features = True
+    needs_images_with_features = True
+
     def __init__(
         self,
         backbone: Backbone,
@@ -180,8 +185,10 @@ class MFENet(QualityModel):
             head += [nn.Linear(head_channels, 1)]
         self.head = nn.Sequential(*head)
 
-    def forward(self, images: torch.Tensor, depth: torch.Tensor | None = None) -> QualityOutput:
-        quality = self.backbone(images)
+    def forward(
+        self, images: torch.Tensor, depth: torch.Tensor | None = None, features: list[torch.Tensor] | None = None,
+    ) -> QualityOutput:
+        quality = self.backbone(images) if features is None else features
         high = self.high_frequency(images) if self.high_frequency is not None else None
 
         fused: list[torch.Tensor] = []
