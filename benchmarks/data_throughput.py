@@ -2,19 +2,28 @@
 
 The naive loader is the way the authors' Life-IQA code feeds a model: the sample list repeats every image
 K times, and each sample opens and decodes its file, cuts one random crop, converts it to a float tensor
-and normalises it, on the CPU, in the loader's workers. biqa decodes each image once per visit, cuts its K
-crops there, and hands them over as uint8; normalisation is one tensor op on the whole batch, on the model's
-device (here this CPU, in the main process).
+and normalises it, on the CPU, in the loader's workers. biqa decodes each image once per visit and, with
+`cut_on_device` (the data configs' default), hands over the decoded image once, uint8, with its K crop boxes:
+the crops are cut, converted and normalised on the model's device (here this CPU, in the main process).
 
 Two figures, each biqa's rate over the naive loader's, with the same images, K, crop size, batch (in
 crops) and worker count:
-  loader_ratio  crops as the DataLoader hands them over (biqa: uint8);
-  ready_ratio   batches ready for the forward pass: biqa's uint8 batch converted and normalised here, in the
-                main process, while the workers keep loading (`DeviceNormaliser`).
+  loader_ratio  crops as the DataLoader hands them over (biqa: B x K per batch, still to be cut from the
+                batch's uint8 images on the device; naive: normalised float crops);
+  ready_ratio   crops ready for the forward pass: biqa's crops cut from the uint8 batch straight into a float
+                buffer and normalised here, in the main process, while the workers keep loading (`DeviceCut`).
 The loaders run in alternating rounds (median taken) so that a change in machine load hits both.
 
-  python3 benchmarks/data_throughput.py --root /work/shared/data/biq2021 --images 128
+  python3 benchmarks/data_throughput.py --root /work/shared/data/biq2021 --images 128 [--image-cache]
 Prints a table and one JSON line.
+
+Measured with cut_on_device on this 2-core VM, under heavy load from other jobs (1-min load average 6-8):
+  --images 128                 load 7.65: naive 290 crops/s, loader_ratio 18.22, ready_ratio 8.11
+  --images 128 --image-cache   load 7.89: naive 295 crops/s, loader_ratio 27.15, ready_ratio 8.92,
+                               cache_loader_ratio 23.10, cache_ready_ratio 12.04
+At this load one loader varies a lot from run to run (loader_ratio 18.2, then 27.2). Load inflates the ratios
+(the naive loader suffers more): with the crops cut in the workers (cut_on_device false) the ratios were
+8.6 / 5.1 under the same load and 6.0 / 4.2 on the idle machine. Not yet re-measured idle.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from biqa.data.crops import cut_crops
 from biqa.data.datamodule import IQADataModule
 from biqa.data.readers.biq2021 import BIQ2021
 from biqa.data.records import DatasetRecords
@@ -75,7 +85,7 @@ def naive_loader(records: DatasetRecords, args: argparse.Namespace) -> DataLoade
 def biqa_loader(records: DatasetRecords, args: argparse.Namespace, image_cache: bool) -> DataLoader:
     datamodule = IQADataModule(
         lambda: records, split={"strategy": "all", "seed": 0},
-        train_crops={"size": args.size, "count": args.crops, "resize": args.resize},
+        train_crops={"size": args.size, "count": args.crops, "resize": args.resize, "cut_on_device": True},
         batch_size=args.batch_images, num_workers=args.workers, persistent_workers=True,
         image_cache=image_cache, image_cache_dir=args.cache_dir,
     )
@@ -84,26 +94,27 @@ def biqa_loader(records: DatasetRecords, args: argparse.Namespace, image_cache: 
     return datamodule.train_dataloader()
 
 
-class DeviceNormaliser:
-    """What the model's device does with biqa's batch, here on this CPU: uint8 (B,K,3,h,w) -> normalised float
-    (B*K,3,h,w), one conversion and one multiply-add per channel with scalar factors (the vectorised path;
-    broadcasting (1,3,1,1) tensors is several times slower), into a buffer reused across batches as a GPU's
-    caching allocator reuses memory (a fresh 60 MB tensor per batch costs more in page faults here than the
-    arithmetic)."""
+class DeviceCut:
+    """What the model's device does with biqa's batch, here on this CPU: each image's K crops cut from the
+    batch's uint8 images straight into a float buffer (`cut_crops`; the copy converts), then normalised with
+    one multiply-add per channel with scalar factors (the vectorised path; broadcasting (1,3,1,1) tensors is
+    several times slower). The buffer is reused across batches as a GPU's caching allocator reuses memory (a
+    fresh 60 MB tensor per batch costs more in page faults here than the arithmetic)."""
 
     def __init__(self) -> None:
         self.buffer = torch.empty(0)
         self.scale = (1 / (255 * IMAGENET_STD)).flatten().tolist()
         self.shift = (-IMAGENET_MEAN / IMAGENET_STD).flatten().tolist()
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.flatten(0, 1)
-        if self.buffer.shape != images.shape:
-            self.buffer = torch.empty(images.shape)
-        self.buffer.copy_(images)
+    def __call__(self, batch: dict) -> torch.Tensor:
+        pixels, boxes, size = batch["pixels"], batch["boxes"], batch["crop_size"]
+        shape = (*boxes.shape[:2], pixels.shape[1], size, size)
+        if self.buffer.shape != shape:
+            self.buffer = torch.empty(shape)
+        crops = cut_crops(pixels, boxes, size, out=self.buffer).flatten(0, 1)
         for channel, (scale, shift) in enumerate(zip(self.scale, self.shift, strict=True)):
-            self.buffer[:, channel].mul_(scale).add_(shift)
-        return self.buffer
+            crops[:, channel].mul_(scale).add_(shift)
+        return crops
 
 
 def crops_per_second(batches: Iterable, count: Callable[[object], int]) -> float:
@@ -126,11 +137,11 @@ def measure(loaders: dict[str, DataLoader], passes: dict[str, Callable], rounds:
 
 
 def handed_over(loader: DataLoader) -> Callable[[], float]:
-    return lambda: crops_per_second(loader, lambda batch: batch["images"].shape[0] * batch["images"].shape[1])
+    return lambda: crops_per_second(loader, lambda batch: batch["boxes"].shape[0] * batch["boxes"].shape[1])
 
 
-def ready(loader: DataLoader, normalise: DeviceNormaliser) -> Callable[[], float]:
-    return lambda: crops_per_second((normalise(batch["images"]) for batch in loader), len)
+def ready(loader: DataLoader, cut: DeviceCut) -> Callable[[], float]:
+    return lambda: crops_per_second((cut(batch) for batch in loader), len)
 
 
 def subset(records: DatasetRecords, n: int, seed: int) -> DatasetRecords:
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
-    # The main process only normalises; the loader workers have the other cores (more threads only thrash).
+    # The main process only cuts and normalises; the workers have the other cores (more threads only thrash).
     torch.set_num_threads(1)
     records = subset(BIQ2021(args.root)(), args.images, args.seed)
     with tempfile.TemporaryDirectory() as scratch:
@@ -167,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         passes = {"naive": lambda: crops_per_second(loaders["naive"], lambda batch: len(batch[0]))}
         for name in [name for name in loaders if name != "naive"]:
             passes[f"{name}_loader"] = handed_over(loaders[name])
-            passes[f"{name}_ready"] = ready(loaders[name], DeviceNormaliser())
+            passes[f"{name}_ready"] = ready(loaders[name], DeviceCut())
         rates = measure(loaders, passes, args.rounds)
 
     naive = rates["naive"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -71,7 +72,9 @@ def predict_folder(cfg: DictConfig) -> Path:
     records = folder_records(input_dir)
     net, spec = load_net(cfg)
     net.eval()
-    dataset = TolerantCropDataset(records, list(range(len(records))), spec, train=False)
+    # Crops cut in the workers: this loop feeds the net directly, without the module's batch hook.
+    dataset = TolerantCropDataset(records, list(range(len(records))), replace(spec, cut_on_device=False),
+                                  train=False)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         collate_fn=_collate)
     scores: dict[int, float] = {}

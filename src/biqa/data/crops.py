@@ -1,15 +1,18 @@
-"""Decode an image once per visit and cut K aligned crops from it (RGB, plus depth when given)."""
+"""Decode an image once per visit and cut K aligned crops from it (RGB, plus depth when given): in the
+loader's workers, or on the model's device from the decoded image and the crops' boxes (`cut_on_device`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from biqa.data.records import ImageRecord
 
@@ -86,6 +89,10 @@ class CropSpec:
     jpeg_draft: bool = True
     """With `resize` set, decode JPEGs at a reduced DCT scale first (see `load_rgb`): much faster on large
     photos; pixels differ slightly from a full decode, identically in every run and in the image cache."""
+    cut_on_device: bool = False
+    """Hand over each decoded image once, with its K crop boxes, and cut the crops where the batch lands
+    (`cut_crops`, called by the model's `on_after_batch_transfer`). K crops of 224 hold ~5x the bytes of a
+    512 px image: copying them through the workers' shared memory was the data path's main cost."""
 
 
 class CropDataset(Dataset):
@@ -130,42 +137,104 @@ class CropDataset(Dataset):
             pixels = np.dstack([pixels, np.asarray(depth)])
         return pixels
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         position, epoch = key if isinstance(key, tuple) else (key, 0)
         index = self.indices[position]
         record = self.records[index]
         pixels = self.load_pixels(record)
         rng = np.random.default_rng((self.seed, epoch, index) if self.train else (self.seed, index))
-        crops = random_crops(pixels, self.spec.size, self.spec.count, rng, self.train and self.spec.hflip)
-        crops = torch.from_numpy(crops)
-        item = {
-            "images": crops[:, :3].contiguous(),
+        hflip = self.train and self.spec.hflip
+        labels = {
             "score": torch.tensor(record.score, dtype=torch.float32),
             "index": torch.tensor(index, dtype=torch.long),
             "distortion_type": torch.tensor(_label(record.distortion_type), dtype=torch.long),
             "distortion_level": torch.tensor(_label(record.distortion_level), dtype=torch.long),
         }
+        if self.spec.cut_on_device:
+            boxes = crop_boxes(*pixels.shape[:2], self.spec.size, self.spec.count, rng, hflip)
+            # Depth rides along as the 4th channel, so its crops stay aligned with the colours'.
+            return {"pixels": torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))),
+                    "boxes": torch.from_numpy(boxes), "crop_size": self.spec.size, **labels}
+        crops = torch.from_numpy(random_crops(pixels, self.spec.size, self.spec.count, rng, hflip))
+        item = {"images": crops[:, :3].contiguous(), **labels}
         if self.depth_provider is not None:
             item["depth"] = crops[:, 3:].contiguous()
         return item
+
+
+def crop_boxes(height: int, width: int, size: int, count: int, rng: np.random.Generator,
+               hflip: bool) -> np.ndarray:
+    """(count, 3) int64 rows (top, left, flip) of `size` crops at uniform random positions in a height x width
+    image, each flipped horizontally with p=0.5 when `hflip`."""
+    tops = rng.integers(0, height - size + 1, count)
+    lefts = rng.integers(0, width - size + 1, count)
+    flips = rng.random(count) < 0.5 if hflip else np.zeros(count, dtype=bool)
+    return np.stack([tops, lefts, flips], axis=1).astype(np.int64)
 
 
 def random_crops(pixels: np.ndarray, size: int, count: int, rng: np.random.Generator, hflip: bool) -> np.ndarray:
     """(count, C, size, size) crops of HxWxC `pixels` at uniform random positions, each flipped horizontally
     with p=0.5, written once into their channel-first array (no stacking, flipping or transposing copies)."""
     height, width = pixels.shape[:2]
-    tops = rng.integers(0, height - size + 1, count)
-    lefts = rng.integers(0, width - size + 1, count)
-    flips = rng.random(count) < 0.5 if hflip else np.zeros(count, dtype=bool)
     planes = pixels.transpose(2, 0, 1)
     if count * size * size >= height * width:
         # Crops covering more pixels than the image: transpose the image once, then copy whole rows.
         planes = np.ascontiguousarray(planes)
     crops = np.empty((count, pixels.shape[2], size, size), dtype=pixels.dtype)
-    for crop, top, left, flip in zip(crops, tops, lefts, flips, strict=True):
+    boxes = crop_boxes(height, width, size, count, rng, hflip)
+    for crop, (top, left, flip) in zip(crops, boxes, strict=True):
         window = planes[:, top:top + size, left:left + size]
         crop[...] = window[..., ::-1] if flip else window
     return crops
+
+
+def collate_pixels(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """`default_collate` for a `cut_on_device` CropDataset. Each image is zero-padded at the bottom and right
+    to the batch's largest height and width (its boxes stay inside it), so that images of any aspect ratio
+    batch together; `crop_size` stays one int."""
+    height = max(item["pixels"].shape[1] for item in items)
+    width = max(item["pixels"].shape[2] for item in items)
+    padded = [F.pad(image, (0, width - image.shape[2], 0, height - image.shape[1]))
+              for image in (item["pixels"] for item in items)]
+    rest = [{key: value for key, value in item.items() if key not in ("pixels", "crop_size")}
+            for item in items]
+    # default_collate stacks into shared memory in a loader worker: the batch is not copied again to be sent.
+    return {"pixels": default_collate(padded), "crop_size": items[0]["crop_size"], **default_collate(rest)}
+
+
+def cut_crops(pixels: torch.Tensor, boxes: torch.Tensor, size: int,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, K, C, size, size) crops of the (B, C, H, W) images `pixels` at `boxes` (B, K, 3: top, left, flip),
+    on the tensors' device: the crops `random_crops` cuts from the same image and boxes.
+    `out`: a tensor to write them into (any dtype: the copy converts)."""
+    if pixels.device.type == "cpu":
+        return _copy_crops(pixels, boxes, size, out)
+    crops = _gather_crops(pixels, boxes, size)
+    return crops if out is None else out.copy_(crops)
+
+
+def _copy_crops(pixels: torch.Tensor, boxes: torch.Tensor, size: int,
+                out: torch.Tensor | None) -> torch.Tensor:
+    # On a CPU, one copy per crop is several times faster than a gather, which computes every element's
+    # offset. torch has no negative strides: a flipped crop goes through one crop-sized temporary.
+    out = pixels.new_empty((*boxes.shape[:2], pixels.shape[1], size, size)) if out is None else out
+    for image, image_boxes, targets in zip(pixels, boxes.tolist(), out, strict=True):
+        for target, (top, left, flip) in zip(targets, image_boxes, strict=True):
+            window = image[:, top:top + size, left:left + size]
+            target.copy_(window.flip(-1) if flip else window)
+    return out
+
+
+def _gather_crops(pixels: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    # On an accelerator: one indexing kernel over a view of every crop window, with no read of the boxes
+    # back to the host (a sync) and no launch per crop. Flipped crops come from the mirrored images.
+    top, left, flip = boxes.long().unbind(-1)
+    batch, width = pixels.shape[0], pixels.shape[-1]
+    images = torch.cat([pixels, pixels.flip(-1)])
+    image = torch.arange(batch, device=pixels.device)[:, None] + flip * batch
+    left = torch.where(flip.bool(), width - left - size, left)
+    windows = images.unfold(2, size, 1).unfold(3, size, 1)  # (2B, C, H - size + 1, W - size + 1, size, size)
+    return windows[image, :, top, left]
 
 
 def _label(value: int | None) -> int:

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from biqa.data.cache import ResizedImageCache
-from biqa.data.crops import CropDataset, CropSpec
+from biqa.data.crops import CropDataset, CropSpec, collate_pixels
 from biqa.data.cross_dataset import check_split_strategy, train_on_a_test_on_b
 from biqa.data.records import DatasetRecords
 from biqa.data.resumable import EpochShuffle, ResumableLoader, SkippingBatchSampler
@@ -109,7 +109,8 @@ class IQADataModule(L.LightningDataModule):
         dataset = CropDataset(self.records.records, indices, spec, train, self.depth_provider, seed=seed,
                               image_cache=self.image_caches.get(spec))
         common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
-                      persistent_workers=self.persistent_workers)
+                      persistent_workers=self.persistent_workers,
+                      collate_fn=collate_pixels if spec.cut_on_device else None)
         if not train:
             return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
         # The order and the crops are functions of (seed, epoch), so that a run resumed from a mid-epoch

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
+from biqa.data.crops import cut_crops
 from biqa.lit.losses import Batch, LossTerm
 from biqa.lit.optim import OptimConfig, build_optimizer, lr_factor, parameter_groups
 from biqa.metrics import QualityMetrics, fitted_plcc
@@ -45,6 +46,11 @@ class QualityRegressor(L.LightningModule):
     # -- data -----------------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         batch = dict(batch)
+        if "pixels" in batch:  # data.*_crops.cut_on_device: the crops are cut here, on the model's device
+            crops = cut_crops(batch.pop("pixels"), batch.pop("boxes"), batch.pop("crop_size"))
+            batch = {"images": crops[:, :, :3], **batch}
+            if crops.shape[2] > 3:
+                batch["depth"] = crops[:, :, 3:]
         if "images" in batch:
             batch["images"] = batch["images"].float().div_(255)
         if "depth" in batch:
