@@ -9,9 +9,9 @@ import pytest
 import torch
 from omegaconf import open_dict
 from PIL import Image
+from tests.conftest import TINY
 
 from biqa.engine import evaluate, train
-from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
 

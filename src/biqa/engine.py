@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from biqa.checks import check_compatibility, check_config
@@ -148,7 +148,7 @@ def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path:
     records = datamodule.records.records
     lines = ["image,score,prediction"]
     for index, score, pred in zip(predictions["index"].tolist(), predictions["score"].tolist(),
-                                  predictions["pred"].tolist()):
+                                  predictions["pred"].tolist(), strict=True):
         lines.append(f"\"{records[index].image_id}\",{score:.6f},{pred:.6f}")
     path.write_text("\n".join(lines) + "\n")
 

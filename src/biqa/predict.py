@@ -81,13 +81,14 @@ def predict_folder(cfg: DictConfig) -> Path:
     failures: dict[int, str] = {}
     for batch in tqdm(loader, desc="scoring", unit="batch"):
         ok = batch["ok"]
-        for index, error in zip(batch["index"][~ok].tolist(), [e for e, good in zip(batch["error"], ok) if not good]):
+        failed = [e for e, good in zip(batch["error"], ok, strict=True) if not good]
+        for index, error in zip(batch["index"][~ok].tolist(), failed, strict=True):
             failures[index] = error
         if ok.any():
             images = batch["images"][ok].float().div(255)
             b, k = images.shape[:2]
             predictions = net(images.flatten(0, 1)).score.view(b, k).mean(1)
-            scores.update(zip(batch["index"][ok].tolist(), predictions.tolist()))
+            scores.update(zip(batch["index"][ok].tolist(), predictions.tolist(), strict=True))
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -97,7 +98,7 @@ def predict_folder(cfg: DictConfig) -> Path:
     print(f"scored {len(scores)} of {len(records)} images into {output}", flush=True)
     if failures:
         print(f"{len(failures)} file(s) could not be read (listed in the CSV's error column):", flush=True)
-        for i, error in sorted(failures.items()):
+        for _, error in sorted(failures.items()):
             print(f"  {error}", flush=True)
     return output
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import TINY
 
 from biqa.engine import evaluate, train
 from biqa.lit.ridge import RidgeProbeRegressor
 from biqa.models.backbones import Backbone
 from biqa.models.probe import StageStatisticsProbe
-from tests.conftest import TINY
 
 PROBE = [*TINY, "model=ridge_probe", "model/backbone=test_efficientnet", "model.backbone.out_indices=[0,1,2,3,4]",
          "model.backbone.freeze=all", "trainer.max_epochs=3"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import TINY
 
 # Seconds-long jobs: the suite's tiny setting (a random tiny backbone on 36 synthetic 48 px images).
