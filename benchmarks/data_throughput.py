@@ -17,13 +17,12 @@ The loaders run in alternating rounds (median taken) so that a change in machine
   python3 benchmarks/data_throughput.py --root /work/shared/data/biq2021 --images 128 [--image-cache]
 Prints a table and one JSON line.
 
-Measured with cut_on_device on this 2-core VM, under heavy load from other jobs (1-min load average 6-8):
-  --images 128                 load 7.65: naive 290 crops/s, loader_ratio 18.22, ready_ratio 8.11
-  --images 128 --image-cache   load 7.89: naive 295 crops/s, loader_ratio 27.15, ready_ratio 8.92,
-                               cache_loader_ratio 23.10, cache_ready_ratio 12.04
-At this load one loader varies a lot from run to run (loader_ratio 18.2, then 27.2). Load inflates the ratios
-(the naive loader suffers more): with the crops cut in the workers (cut_on_device false) the ratios were
-8.6 / 5.1 under the same load and 6.0 / 4.2 on the idle machine. Not yet re-measured idle.
+Measured with cut_on_device on this 2-core VM with no other job running (load = the benchmark's own processes):
+  --images 128                 load 3.02: naive 517 crops/s, loader_ratio 19.10, ready_ratio 6.11
+  --images 128 --image-cache   load 2.54: naive 565 crops/s, loader_ratio 17.50, ready_ratio 5.17,
+                               cache_loader_ratio 19.38, cache_ready_ratio 6.07
+With the crops cut in the workers (cut_on_device false) the idle ratios were 6.0 / 4.2. Under heavy load from
+other jobs (load 6-8) the ratios read higher (18-27 / 8-9): the naive loader suffers more.
 """
 
 from __future__ import annotations
