@@ -36,6 +36,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
 def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     check_config(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: IQADataModule = instantiate(cfg.data)
     net: QualityModel = instantiate(cfg.model.net)

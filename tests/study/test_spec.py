@@ -83,7 +83,7 @@ def test_cross_dataset_jobs_test_each_checkpoint_on_the_other_datasets():
 
 def test_study_id_and_folder_come_from_the_results_defining_overrides_only(tmp_path):
     base = ["study=smoke", f"paths.root_dir={tmp_path}"]
-    plain = prepare(base + ["logger=wandb", "data.num_workers=0", "hydra/launcher=local"])
+    plain = prepare(base + ["logger=wandb", "data.num_workers=0", "threads=1", "hydra/launcher=local"])
     assert plain.study_id == "smoke" and plain.study_dir == tmp_path / "logs" / "study" / "smoke"
     assert [j.name for j in plain.jobs] == ["linear/synthetic/seed=0", "linear/synthetic/seed=1",
                                             "mlp/synthetic/seed=0", "mlp/synthetic/seed=1"]

@@ -23,7 +23,7 @@ from biqa.cli import run_name
 # Keys a study sets for each job; a command-line override of one of them would silently collapse the study.
 STUDY_KEYS = ("seed", "data")
 # Overrides that change where and how visibly a job runs, never its result: kept out of ids and fingerprints.
-RESULT_NEUTRAL = ("paths.", "data.num_workers", "data.persistent_workers", "data.pin_memory",
+RESULT_NEUTRAL = ("paths.", "threads", "data.num_workers", "data.persistent_workers", "data.pin_memory",
                   "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
                   "callbacks.progress_bar")
 SPEC_KEYS = {"name", "description", "variants", "reference", "datasets", "test_datasets", "seeds", "common", "grid"}
