@@ -47,6 +47,17 @@ def test_eval_reproduces_the_test_metrics_from_the_checkpoint(trained_run, compo
         assert again[f"test/{name}"] == pytest.approx(metrics[f"test/{name}"], abs=1e-6)
 
 
+def test_eval_finds_the_stored_dataset_at_another_root(trained_run, compose_config, tmp_path):
+    _, metrics, run = trained_run
+    record = json.loads((run / "result.json").read_text())
+    moved = tmp_path / "moved_dataset"
+    cfg = compose_config("eval", [f"ckpt_path={record['checkpoint']}", f"dataset_root={moved}",
+                                  "trainer.enable_progress_bar=false"])
+    again = evaluate(cfg)
+    assert any(moved.iterdir())          # the (synthetic) dataset was read from the new root
+    assert again["test/srcc"] == pytest.approx(metrics["test/srcc"], abs=1e-6)
+
+
 def test_predict_scores_good_files_and_reports_bad_ones(trained_run, compose_config, tmp_path):
     _, _, run = trained_run
     record = json.loads((run / "result.json").read_text())

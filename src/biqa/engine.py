@@ -97,6 +97,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"{cfg.ckpt_path} has no biqa_config: it was not written by biqa-train")
     stored = OmegaConf.create(stored)
     data_cfg = cfg.data if cfg.get("data") is not None else stored.data
+    if cfg.get("data") is None and cfg.get("dataset_root"):
+        data_cfg.dataset.root = cfg.dataset_root
     output_dir = Path(cfg.paths.output_dir)
     # The split file and any skipped-rows list go to this evaluation's folder, not the training run's.
     datamodule: IQADataModule = instantiate(data_cfg, run_dir=str(output_dir))
