@@ -10,7 +10,8 @@ def test_constant_image_maps_to_zero_everywhere(kind, responses):
     out = filt(torch.full((2, 3, 9, 11), 0.7))
     assert filt.out_channels == 3 * responses
     assert out.shape == (2, 3 * responses, 9, 11)
-    assert torch.count_nonzero(out) == 0
+    # Zero up to float rounding: 0.7 is not exact in binary, and the convolution's summation order varies.
+    torch.testing.assert_close(out, torch.zeros_like(out), atol=1e-6, rtol=0)
 
 
 def test_ramp_laplacian_zero_inside_sobel_sees_its_direction():
