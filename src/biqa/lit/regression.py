@@ -57,19 +57,23 @@ class QualityRegressor(L.LightningModule):
             batch["depth"] = batch["depth"].float().div_(255)
         return batch
 
-    def forward_crops(self, batch: Batch) -> tuple[QualityOutput, Batch]:
-        """Run the net on all B*K crops; returns the output and the batch's labels repeated per crop.
+    @staticmethod
+    def flat_crops(batch: Batch) -> tuple[dict[str, Any], int]:
+        """The net's inputs for all B*K crops (`images`, `depth`, `features`: whichever the batch has) and K.
         A batch of the feature cache holds the crops' backbone `features` (B, K, C, h, w per stage)."""
+        inputs: dict[str, Any] = {}
+        for key in ("images", "depth"):
+            if key in batch:
+                inputs[key] = batch[key].flatten(0, 1)
         if "features" in batch:
-            k = batch["features"][0].shape[1]
-            stages = [stage.flatten(0, 1).float() for stage in batch["features"]]
-            images = batch["images"].flatten(0, 1) if "images" in batch else None
-            output = self.net(images, features=stages)
-        else:
-            images = batch["images"]
-            k = images.shape[1]
-            depth = batch.get("depth")
-            output = self.net(images.flatten(0, 1), depth.flatten(0, 1) if depth is not None else None)
+            inputs["features"] = [stage.flatten(0, 1).float() for stage in batch["features"]]
+            return inputs, batch["features"][0].shape[1]
+        return inputs, batch["images"].shape[1]
+
+    def forward_crops(self, batch: Batch) -> tuple[QualityOutput, Batch]:
+        """Run the net on all B*K crops; returns the output and the batch's labels repeated per crop."""
+        inputs, k = self.flat_crops(batch)
+        output = self.net(inputs.pop("images", None), **inputs)
         per_crop = {key: batch[key].repeat_interleave(k) for key in PER_CROP_KEYS if key in batch}
         return output, per_crop
 

@@ -40,20 +40,15 @@ class RidgeProbeRegressor(QualityRegressor):
             raise ValueError(f"model.module.alphas must be positive penalties, got {list(alphas)}")
         self.alphas = [float(a) for a in alphas]
         self._train: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._candidates: tuple[torch.Tensor, float, torch.Tensor, torch.Tensor] | None = None
         self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def configure_optimizers(self):
         return None
 
     def crop_statistics(self, batch: Batch) -> tuple[torch.Tensor, int]:
-        if "features" in batch:
-            k = batch["features"][0].shape[1]
-            stats = self.net.statistics(None, [stage.flatten(0, 1) for stage in batch["features"]])
-        else:
-            k = batch["images"].shape[1]
-            stats = self.net.statistics(batch["images"].flatten(0, 1))
-        return stats.double(), k
+        inputs, k = self.flat_crops(batch)
+        return self.net.statistics(inputs.get("images"), inputs.get("features")).double(), k
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         stats, k = self.crop_statistics(batch)
@@ -65,8 +60,9 @@ class RidgeProbeRegressor(QualityRegressor):
             self._train = []
         self._val = []
 
-    def _solve(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Ridge on z-scored features, one solution per alpha: weights (d, A), intercepts (A,)."""
+    def _solve(self) -> tuple[torch.Tensor, float, torch.Tensor, torch.Tensor]:
+        """Ridge on z-scored features, one solution per alpha: weights (d, A); the intercept, the training
+        crops' mean score, is the same for every alpha."""
         x = torch.cat([s for s, _ in self._train])
         y = torch.cat([t for _, t in self._train])
         mean, scale = x.mean(dim=0), x.std(dim=0).clamp_min(1e-8)
@@ -74,14 +70,15 @@ class RidgeProbeRegressor(QualityRegressor):
         gram, moment = z.T @ z, z.T @ (y - y.mean())
         eye = torch.eye(gram.shape[0], dtype=gram.dtype)
         weights = torch.stack([torch.linalg.solve(gram + a * eye, moment) for a in self.alphas], dim=1)
-        return weights, y.mean().expand(len(self.alphas)).clone(), mean, scale
+        return weights, float(y.mean()), mean, scale
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if self._candidates is None:  # the sanity check before any fit
             return
-        weights, intercepts, mean, scale = (t.to(self.device) for t in self._candidates)
+        weights, intercept, mean, scale = self._candidates
         stats, k = self.crop_statistics(batch)
-        per_crop = ((stats - mean) / scale) @ weights + intercepts
+        device = stats.device
+        per_crop = ((stats - mean.to(device)) / scale.to(device)) @ weights.to(device) + intercept
         per_image = per_crop.view(batch["score"].shape[0], k, -1).mean(dim=1)
         self._val.append((per_image.cpu(), batch["score"].cpu(), batch["index"].cpu()))
 
@@ -93,10 +90,10 @@ class RidgeProbeRegressor(QualityRegressor):
         index = torch.cat([i for _, _, i in self._val])
         srcc = [correlation_metrics(preds[:, a], target)["srcc"] for a in range(len(self.alphas))]
         best = max(range(len(self.alphas)), key=lambda a: srcc[a])
-        weights, intercepts, mean, scale = self._candidates
+        weights, intercept, mean, scale = self._candidates
         with torch.no_grad():
             self.net.head.weight.copy_(weights[:, best].view(1, -1).float())
-            self.net.head.bias.fill_(float(intercepts[best]))
+            self.net.head.bias.fill_(intercept)
             self.net.feature_mean.copy_(mean.float())
             self.net.feature_scale.copy_(scale.float())
         self.log("val/ridge_alpha", self.alphas[best])
