@@ -13,18 +13,16 @@ def model_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     from hydra.core.hydra_config import HydraConfig
 
     choices = HydraConfig.get().runtime.choices
-    names = cfg.models
-    if names is None:
-        names = [choices["model"]]
-    elif names == "all":
+    if cfg.models is None and cfg.setting != "paper":
+        return [(choices["model"], cfg.model)]  # as composed, with every model.* override of the command
+    names = [choices["model"]] if cfg.models is None else cfg.models
+    if names == "all":
         names = list(cfg.paper_backbones)
     configs = []
     for name in names:
         overrides = [f"model={name}", *cfg.model_overrides.get(name, [])]
         if cfg.setting == "paper":
             overrides.append(f"model/backbone={cfg.paper_backbones[name]}")
-        elif cfg.models is None:
-            overrides.append(f"model/backbone={choices['model/backbone']}")
         configs.append((name, compose("cost", overrides=overrides).model))
     return configs
 
