@@ -58,6 +58,8 @@ def study_arguments(args: argparse.Namespace, root: Path, mode: str) -> list[str
         f"study.variants.lifeiqa=['model=lifeiqa','model.net.embed_dim={args.embed_dim}','model.net.num_heads={args.heads}']",
         "++trainer.enable_progress_bar=false",
         "++trainer.enable_model_summary=false",
+        f"threads={args.threads}",
+        f"model/backbone={args.backbone}",
     ]
 
 
@@ -72,6 +74,8 @@ def main() -> None:
     parser.add_argument("--eval-crops", type=int, default=8)
     parser.add_argument("--embed-dim", type=int, default=384, help="transformer_decoder and lifeiqa width")
     parser.add_argument("--heads", type=int, default=6)
+    parser.add_argument("--backbone", default="efficientnet_lite0_offline", help="a conf/model/backbone choice")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per job")
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--root", type=Path, default=None, help="work folder (default: a new temp folder)")
     args = parser.parse_args()
@@ -109,7 +113,7 @@ def main() -> None:
           f"{'with cache':22s} {timings['features']:10.1f}\n{'speed-up':22s} {speedup:10.1f}x\n")
     print(json.dumps({
         "benchmark": "sweep_cache", "jobs": len(images), "variants": list(args.variants), "seeds": args.seeds,
-        "epochs": args.epochs, "references": args.references, "embed_dim": args.embed_dim, "crop": args.crop, "train_crops": args.train_crops, "eval_crops": args.eval_crops,
+        "epochs": args.epochs, "references": args.references, "embed_dim": args.embed_dim, "backbone": args.backbone, "threads": args.threads, "crop": args.crop, "train_crops": args.train_crops, "eval_crops": args.eval_crops,
         "uncached_s": round(timings["images"], 2), "cached_s": round(timings["features"], 2),
         "speedup": round(speedup, 2), "max_abs_delta_srcc": round(float(delta_srcc.max()), 5),
         "max_abs_delta_plcc": round(float(delta_plcc.max()), 5),
