@@ -55,6 +55,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("resuming from %s", resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    checkpointing = trainer.checkpoint_callback
+    if checkpointing is not None and checkpointing.monitor and checkpointing.best_model_score is not None:
+        metrics[f"{checkpointing.monitor}_best"] = float(checkpointing.best_model_score)
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     if cfg.get("test"):
