@@ -112,3 +112,11 @@ def test_jobs_launched_together_get_their_own_folders_whatever_the_clock(tmp_pat
     sweep = study.config.hydra.sweep
     assert "now:" not in str(sweep.dir) + str(sweep.subdir)
     assert str(sweep.dir) == str(study.study_dir)
+
+
+def test_prefixed_study_arguments_edit_the_study_not_the_jobs(tiny_study_args):
+    from biqa.study.launch import prepare
+
+    study = prepare([*tiny_study_args, "++study.seeds=[1]", "~study.variants.mlp"])
+    assert [(job.variant, job.seed) for job in study.jobs] == [("linear", 1)]
+    assert not any("study" in override.split("=")[0] for job in study.jobs for override in job.overrides)

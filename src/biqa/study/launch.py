@@ -70,10 +70,16 @@ class Study:
         return write_report(self.study_dir, self.spec, self.study_id, self.jobs + self.cross_jobs())
 
 
+def is_study_argument(argument: str) -> bool:
+    """`study=...`, `study.KEY=...`, and their `+`/`++`/`~` forms (e.g. `~study.variants.NAME` drops a variant)."""
+    key = argument.split("=", 1)[0].lstrip("+~")
+    return key == "study" or key.startswith("study.")
+
+
 def prepare(arguments: Sequence[str], configure_logging: bool = False) -> Study:
     """`study=NAME` and `study.*` arguments choose and edit the study; all others go to every job
     (and `hydra/launcher=...`, `hydra.launcher.*` to the launcher)."""
-    study_args = [a for a in arguments if a.split("=", 1)[0].lstrip("+~") == "study" or a.startswith("study.")]
+    study_args = [a for a in arguments if is_study_argument(a)]
     overrides = [a for a in arguments if a not in study_args]
     GlobalHydra.instance().clear()
     hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=create_config_search_path(CONFIG_DIR))
