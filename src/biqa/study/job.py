@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,22 @@ log = logging.getLogger(__name__)
 
 SCATTER_FILE = "test_scatter.png"
 PREDICTIONS_FILE = "test_predictions.csv"
+STOP_REQUESTED = threading.Event()
+
+
+def request_stop(signum: int, frame) -> None:
+    """SIGTERM to a sweep running its jobs in-process: no further job starts. A job in training stops at its
+    next step (Lightning raises on SIGTERM and calls this handler too); one in any other phase finishes it.
+    A job that crashes meanwhile (e.g. its loader workers got the same signal) counts as interrupted, not
+    failed, so the next run resumes it from its last checkpoint."""
+    log.warning("signal %d: the study stops; re-run the same command to resume", signum)
+    STOP_REQUESTED.set()
 
 
 def run_study_job(cfg: DictConfig) -> dict[str, float] | None:
     job = cfg.study_job
+    if STOP_REQUESTED.is_set():
+        raise SystemExit(f"{job.name}: not started, the study was asked to stop")
     output_dir = Path(cfg.paths.output_dir)
     record = read_json(output_dir / RESULT_FILE)
     if record is not None and record_fingerprint(record) == job.fingerprint:
@@ -51,6 +64,8 @@ def run_study_job(cfg: DictConfig) -> dict[str, float] | None:
             write_state(output_dir, "finished")
         return metrics
     except Exception as error:
+        if STOP_REQUESTED.is_set():
+            raise SystemExit(f"{job.name}: interrupted ({type(error).__name__}: {error})") from error
         log.exception("%s failed", job.name)
         if is_rank_zero:
             write_state(output_dir, "failed", error=f"{type(error).__name__}: {error}",

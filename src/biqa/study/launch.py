@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -26,7 +28,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig
 
 from biqa.cli import CONFIG_DIR, run_name
-from biqa.study.job import run_study_job
+from biqa.study.job import request_stop, run_study_job
 from biqa.study.records import RESULT_FILE, Status, job_status, read_json, set_aside
 from biqa.study.report import ReportFiles, write_report
 from biqa.study.spec import Job, StudySpec, cross_dataset_jobs, expand, last_wins, split_overrides
@@ -151,7 +153,15 @@ def _run_wave(study: Study, jobs: list[Job], dry_run: bool) -> int:
     context = HydraContext(config_loader=study.hydra.config_loader, callbacks=Callbacks(study.config))
     launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=run_study_job,
                                                        config=study.config)
-    launcher.launch([job.launch_overrides(study.study_id) for job in pending], initial_job_idx=0)
+    # Jobs that run in this process stop together with it on SIGTERM (Slurm jobs get submitit's handling).
+    in_process = threading.current_thread() is threading.main_thread() and "BasicLauncher" in str(
+        study.config.hydra.launcher.get("_target_", ""))
+    previous = signal.signal(signal.SIGTERM, request_stop) if in_process else None
+    try:
+        launcher.launch([job.launch_overrides(study.study_id) for job in pending], initial_job_idx=0)
+    finally:
+        if in_process:
+            signal.signal(signal.SIGTERM, previous)
     return len(pending)
 
 
