@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if checkpointing is not None and checkpointing.monitor and checkpointing.best_model_score is not None:
         metrics[f"{checkpointing.monitor}_best"] = float(checkpointing.best_model_score)
 
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    best = getattr(checkpointing, "best_model_path", "") or None
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
