@@ -1,4 +1,6 @@
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from biqa.cli import CONFIG_DIR
@@ -11,10 +13,11 @@ def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     if cfg.get("optimized_metric") is None:
         return None
-    if cfg.optimized_metric not in metrics:
+    if cfg.optimized_metric not in metrics and HydraConfig.get().mode == RunMode.MULTIRUN:
+        # A sweeper needs the number; a single run that finished is not failed for lack of it.
         raise KeyError(f"optimized_metric '{cfg.optimized_metric}' is not among the run's metrics "
                        f"({', '.join(sorted(metrics))}); set optimized_metric= to one of them")
-    return metrics[cfg.optimized_metric]
+    return metrics.get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":
