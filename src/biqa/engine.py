@@ -17,11 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from biqa.checks import check_compatibility, check_config
 from biqa.data.datamodule import IQADataModule
 from biqa.lit.regression import QualityRegressor
+from biqa.lit.routing import RoutingRecorder, routers, routing_table
 from biqa.models.base import QualityModel
 
 log = logging.getLogger(__name__)
 
 BACKBONE_TARGET = "biqa.models.backbones.Backbone"
+ROUTING_FILE = "test_routing.csv"
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule | None = None) -> L.Trainer:
@@ -30,6 +32,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
         # A closed-form fit has no learning rate to monitor, and Lightning refuses the monitor without one.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if module is not None and routers(module):
+        callbacks.append(RoutingRecorder())  # test-time only: which experts each test image's tokens went to
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
 
 
@@ -67,6 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             from biqa.study.plots import scatter_plot
 
             write_predictions(module, datamodule, output_dir / "test_predictions.csv")
+            write_routing(trainer, datamodule, output_dir / ROUTING_FILE)
             scatter_plot(output_dir / "test_predictions.csv", output_dir / "test_scatter.png", title=output_dir.name)
     record = {
         "metrics": metrics,
@@ -108,7 +113,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     net = instantiate(without_pretrained_weights(stored.model.net))
     module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.optim, run_config=stored)
     module.load_state_dict(checkpoint["state_dict"])
-    trainer = build_trainer(cfg, output_dir)
+    trainer = build_trainer(cfg, output_dir, module)
     datamodule.setup("test")
     part = cfg.get("part", "test")
     loader = {"test": datamodule.test_dataloader, "val": datamodule.val_dataloader}.get(part)
@@ -125,6 +130,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         record = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), "part": part,
                   "num_images": len(getattr(datamodule.split, part)), "config": OmegaConf.to_container(cfg, resolve=True)}
         (output_dir / "eval_result.json").write_text(json.dumps(record, indent=1, default=str))
+        write_routing(trainer, datamodule, output_dir / ROUTING_FILE)
         print_metrics(metrics, "test", output_dir)
     return metrics
 
@@ -149,15 +155,35 @@ def without_pretrained_weights(net_cfg: DictConfig) -> DictConfig:
 
 
 def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path: Path) -> None:
+    """One row per test image: its name, MOS and prediction (normalised scale), and its distortion type
+    (by name) and level where the dataset has them."""
     predictions = module.test_predictions
     if not predictions:
         return
-    records = datamodule.records.records
-    lines = ["image,score,prediction"]
+    dataset = datamodule.records
+    records = dataset.records
+    labelled = dataset.has_distortion_labels
+    lines = ["image,score,prediction" + (",distortion_type,distortion_level" if labelled else "")]
     for index, score, pred in zip(predictions["index"].tolist(), predictions["score"].tolist(),
                                   predictions["pred"].tolist(), strict=True):
-        lines.append(f"\"{records[index].image_id}\",{score:.6f},{pred:.6f}")
+        record = records[index]
+        line = f"\"{record.image_id}\",{score:.6f},{pred:.6f}"
+        if labelled:
+            kind = dataset.distortion_types[record.distortion_type] if record.distortion_type is not None else ""
+            level = record.distortion_level if record.distortion_level is not None else ""
+            line += f",\"{kind}\",{level}"
+        lines.append(line)
     path.write_text("\n".join(lines) + "\n")
+
+
+def write_routing(trainer: L.Trainer, datamodule: IQADataModule, path: Path) -> None:
+    """The test images' expert routing (`biqa.lit.routing`), for models with a mixture of experts."""
+    recorder = next((c for c in trainer.callbacks if isinstance(c, RoutingRecorder)), None)
+    if recorder is None or not trainer.is_global_zero:
+        return
+    table = routing_table(recorder, [record.image_id for record in datamodule.records.records])
+    if not table.empty:
+        table.to_csv(path, index=False, float_format="%.5f")
 
 
 def parameter_counts(net: QualityModel) -> dict[str, int]:
