@@ -18,7 +18,7 @@ from biqa.study.job import PREDICTIONS_FILE
 SIGNIFICANCE_COLUMNS = ["paired_splits", "delta_srcc_mean", "delta_srcc_split_std", "ci_low", "ci_high",
                         "ci_excludes_zero", "t_test_p", "splits_needed"]
 SIGNIFICANCE_TEXT = (
-    "**Is a delta real?** `*` marks a dSRCC whose 95% interval excludes zero. The interval is a paired "
+    "`*` marks a dSRCC whose 95% interval excludes zero. The interval is a paired "
     "bootstrap over test images: within each split the test images are resampled with replacement, the same "
     "resample scores the variant and the reference, and the mean over splits of their SRCC delta is taken "
     f"({significance.RESAMPLES:,} resamples). It is the main evidence here: it says whether the delta would "
@@ -110,7 +110,7 @@ def per_distortion_section(folder: Path, finished: pd.DataFrame, order: Sequence
     png = per_distortion.heatmap(medians, folder / "per_distortion.png", "test SRCC, median over splits")
     if png is not None:
         result.files.append(png)
-        result.images["per_distortion"] = png
+        result.images["per_distortion_heatmap"] = png
         text.append(f"\n![per-distortion SRCC]({png.name})\n")
     result.markdown = "".join(text)
     return result
@@ -150,10 +150,23 @@ def routing_section(folder: Path, finished: pd.DataFrame, order: Sequence[str]) 
         png = routing.share_maps(shares, variant, folder / f"routing_{_file_safe(variant)}.png")
         if png is not None:
             result.files.append(png)
-            result.images[f"routing/{variant}"] = png
+            result.images[f"routing_map/{variant}"] = png
             text.append(f"\n![routing of {variant}]({png.name})\n")
     result.markdown = "".join(text)
     return result
+
+
+def log_to_wandb(run, analyses: list[Analysis]) -> None:
+    """Every analysis table and image into a W&B run (the study's summary run), under `analysis/`."""
+    import wandb
+
+    payload = {}
+    for analysis in analyses:
+        payload.update({f"analysis/{name}": wandb.Table(dataframe=table.reset_index(drop=True))
+                        for name, table in analysis.tables.items()})
+        payload.update({f"analysis/{name}": wandb.Image(str(path)) for name, path in analysis.images.items()})
+    if payload:
+        run.log(payload)
 
 
 def _matrix_markdown(table: pd.DataFrame) -> str:

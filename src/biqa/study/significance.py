@@ -3,7 +3,7 @@ a delta of the observed size would take.
 
 - **Paired bootstrap over test images** (the main evidence): within each split, the test images are
   resampled with replacement, the *same* resample scores both variants, and the delta of their SRCCs is
-  averaged over the splits; 2,000 resamples give a percentile 95% interval of the mean paired delta. It
+  averaged over the splits; 1,000 resamples give a percentile 95% interval of the mean paired delta. It
   measures how much the delta depends on which test images happened to be drawn, for the trained models
   as they are; it does not see training noise (another initialisation or split), which only more splits do.
 - **Paired t-test of the per-split SRCCs** (seed by seed): it sees training and split noise, but with three
@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 CONFIDENCE = 0.95
-RESAMPLES = 2000
+RESAMPLES = 1000
 ALPHA = 0.05
 POWER = 0.8
 MAX_SPLITS = 1000
