@@ -44,7 +44,7 @@ def test_experts_that_follow_the_type_beat_the_shuffled_baseline(tmp_path):
     figures = figures.set_index("variant")
     assert figures.loc["a", "mi_bits"] > figures.loc["a", "mi_shuffled_q95"] and figures.loc["a", "p_value"] < 0.01
     assert figures.loc["b", "mi_bits"] < figures.loc["b", "mi_shuffled_q95"] and figures.loc["b", "p_value"] > 0.05
-    assert figures.loc["a", "expert_entropy_bits"] == pytest.approx(2.0)
+    assert figures.loc["a", "expert_entropy_bits"] == pytest.approx(2.0) and figures.loc["a", "experts_used"] == 4
     assert figures.loc["a", "mi_token_bits"] == pytest.approx(0.0, abs=1e-9)
     assert (figures["label_kind"] == "distortion type").all() and (figures["images"] == 40).all()
     blur = shares[(shares["variant"] == "a") & (shares["label"] == "blur")].set_index("expert")["share"]
@@ -64,3 +64,14 @@ def test_without_types_the_labels_are_mos_bands():
     kind, labels = image_labels(table)
     assert kind == "MOS band"
     assert labels["i0"] == "MOS 1/5" and labels["i9"] == "MOS 5/5" and labels.value_counts().eq(2).all()
+
+
+def test_a_collapsed_router_uses_top_k_of_its_experts():
+    images = [f"i{n}" for n in range(8)]
+    collapsed = routing_rows(images, dict.fromkeys(images, 0))
+    runs = pd.DataFrame([{"row": "full", "dataset": "synthetic", "seed": 0, "folder": "f"}])
+    _, figures = analyse(runs, lambda folder: typed_predictions(images, ["blur", "noise"] * 4),
+                         lambda folder: collapsed, lambda folder: 4)
+    figure = figures.iloc[0]
+    assert figure["experts_used"] == 2 and figure["experts"] == 4
+    assert figure["mi_bits"] == pytest.approx(0.0, abs=1e-12) and figure["p_value"] == pytest.approx(1.0)

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from biqa.engine import ROUTING_FILE
+from biqa.run_folder import PREDICTIONS_FILE, RESULT_FILE, ROUTING_FILE, read_json
 from biqa.study import per_distortion, routing, significance
-from biqa.study.job import PREDICTIONS_FILE
 
 SIGNIFICANCE_COLUMNS = ["paired_splits", "delta_srcc_mean", "delta_srcc_split_std", "ci_low", "ci_high",
                         "ci_excludes_zero", "t_test_p", "splits_needed"]
@@ -47,6 +46,13 @@ def read_predictions(folder: str) -> pd.DataFrame | None:
 def read_routing(folder: str) -> pd.DataFrame | None:
     path = Path(folder) / ROUTING_FILE
     return pd.read_csv(path) if path.exists() else None
+
+
+def read_expert_count(folder: str) -> int | None:
+    """The run's `model.net.num_experts` (Life-IQA, BFRD), from its record."""
+    record = read_json(Path(folder) / RESULT_FILE) or {}
+    net = ((record.get("config") or {}).get("model") or {}).get("net") or {}
+    return net.get("num_experts")
 
 
 def add_significance(summary: pd.DataFrame, finished: pd.DataFrame, reference_row) -> pd.DataFrame:
@@ -117,7 +123,7 @@ def per_distortion_section(folder: Path, finished: pd.DataFrame, order: Sequence
 
 
 def routing_section(folder: Path, finished: pd.DataFrame, order: Sequence[str]) -> Analysis:
-    shares, figures = routing.analyse(finished, read_predictions, read_routing)
+    shares, figures = routing.analyse(finished, read_predictions, read_routing, read_expert_count)
     if figures.empty:
         return Analysis()
     result = Analysis()
@@ -136,16 +142,17 @@ def routing_section(folder: Path, finished: pd.DataFrame, order: Sequence[str]) 
             "by something other than the distortion. Per-split values in `routing_specialisation.csv`, shares "
             "in `routing_share.csv`.\n\n",
             "| dataset | variant | router | splits | MI (bits) | shuffled mean | shuffled 95% | splits above "
-            "shuffled | H(expert) | MI(expert; token) |\n", "|" + "---|" * 10 + "\n"]
+            "shuffled | H(expert) | experts used | MI(expert; token) |\n", "|" + "---|" * 11 + "\n"]
     rank = {name: position for position, name in enumerate(order)}
     grouped = figures.groupby(["dataset", "variant", "router"], sort=False)
     for (dataset, variant, router), rows in sorted(grouped, key=lambda item: (item[0][0], rank.get(item[0][1], 0))):
         above = int((rows["mi_bits"] > rows["mi_shuffled_q95"]).sum())
         text.append(f"| {dataset} | {variant} | {router} | {len(rows)} | {_range(rows['mi_bits'])} | "
-                    f"{rows['mi_shuffled_mean'].mean():.4f} | {rows['mi_shuffled_q95'].mean():.4f} | "
+                    f"{_bits(rows['mi_shuffled_mean'].mean())} | {_bits(rows['mi_shuffled_q95'].mean())} | "
                     f"{above}/{len(rows)} | {rows['expert_entropy_bits'].mean():.3f} | "
+                    f"{_range(rows['experts_used'], plain=True)} of {rows['experts'].iloc[0]} | "
                     f"{_range(rows['mi_token_bits'])} |\n")
-    text.append("\n(MI and MI(expert; token): mean over splits, with the range.)\n")
+    text.append("\n(MI, MI(expert; token), experts used: mean over splits, with the range; H(expert): mean.)\n")
     for variant in sorted(dict.fromkeys(figures["variant"]), key=lambda name: rank.get(name, 0)):
         png = routing.share_maps(shares, variant, folder / f"routing_{_file_safe(variant)}.png")
         if png is not None:
@@ -179,13 +186,19 @@ def _matrix_markdown(table: pd.DataFrame) -> str:
     return "".join(lines)
 
 
-def _range(values: pd.Series) -> str:
+def _range(values: pd.Series, plain: bool = False) -> str:
     values = values.dropna()
+    number = (lambda v: f"{v:g}") if plain else _bits
     if values.empty:
         return "-"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.4f}"
-    return f"{values.mean():.4f} ({values.min():.4f}-{values.max():.4f})"
+    if len(values) == 1 or values.min() == values.max():
+        return number(values.iloc[0])
+    return f"{number(values.mean())} ({number(values.min())} to {number(values.max())})"
+
+
+def _bits(value: float) -> str:
+    """Bits to 4 decimals, or 2 significant digits below 0.001 (a collapsed router's MI is ~1e-5)."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.1e}"
 
 
 def _plain(value: float) -> str:

@@ -9,7 +9,8 @@ experts ignore the label, so the figure stands beside its shuffled-label baselin
 labels permuted across the test images (1,000 permutations; their mean, 95th percentile and the share at
 or above the observed value, a permutation p-value). MI(expert; token position) is given beside it: a
 router that sends each query/token position to its own expert whatever the image is specialised by
-position, not by distortion. Expert numbers mean nothing across splits (each split trains its own
+position, not by distortion. `experts_used` counts the experts with at least 1% of the gate weight: a
+router that sends every token to the same top-k experts has collapsed, whatever its MI. Expert numbers mean nothing across splits (each split trains its own
 experts), so every figure is per split.
 """
 
@@ -27,6 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 PERMUTATIONS = 1000
+USED_SHARE = 0.01
+"""An expert counts as used if it gets at least this share of all gate weight (a collapsed router uses k)."""
 MOS_BANDS = 5
 
 
@@ -71,9 +74,10 @@ def entropy_bits(distribution: np.ndarray) -> float:
     return float(-(distribution * np.log2(distribution)).sum())
 
 
-def specialisation(labels: pd.Series, shares: pd.DataFrame, routing: pd.DataFrame,
+def specialisation(labels: pd.Series, shares: pd.DataFrame, routing: pd.DataFrame, experts: int | None = None,
                    permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, float]:
-    """MI(expert; label) against its shuffled baseline, H(expert), and MI(expert; token position)."""
+    """MI(expert; label) against its shuffled baseline, H(expert), the experts used (of `experts`, else of
+    those that got any weight), and MI(expert; token position)."""
     labels = labels.reindex(shares.index)
     codes = pd.factorize(labels)[0]
     values = shares.to_numpy(float)
@@ -86,6 +90,7 @@ def specialisation(labels: pd.Series, shares: pd.DataFrame, routing: pd.DataFram
             "mi_shuffled_mean": float(shuffled.mean()), "mi_shuffled_q95": float(np.quantile(shuffled, 0.95)),
             "p_value": float((1 + (shuffled >= observed).sum()) / (1 + permutations)),
             "expert_entropy_bits": entropy_bits(values.mean(axis=0)),
+            "experts_used": int((values.mean(axis=0) >= USED_SHARE).sum()), "experts": max(experts or 0, values.shape[1]),
             "mi_token_bits": _joint_mutual_information(token_joint) if len(tokens) > 1 else math.nan}
 
 
@@ -96,9 +101,11 @@ def _joint_mutual_information(joint: np.ndarray) -> float:
 
 
 def analyse(runs: pd.DataFrame, read_predictions: Callable[[str], pd.DataFrame | None],
-            read_routing: Callable[[str], pd.DataFrame | None]) -> tuple[pd.DataFrame, pd.DataFrame]:
+            read_routing: Callable[[str], pd.DataFrame | None],
+            read_experts: Callable[[str], int | None] = lambda folder: None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(shares: one row per run, router, label, expert; specialisation: one row per run and router) over
-    the finished runs (columns row, dataset, seed, folder) that recorded their routing."""
+    the finished runs (columns row, dataset, seed, folder) that recorded their routing. `read_experts(folder)`:
+    the run's number of experts (the routing table holds only the chosen ones)."""
     share_rows, figure_rows = [], []
     for run in runs.itertuples():
         routing = read_routing(run.folder)
@@ -114,7 +121,8 @@ def analyse(runs: pd.DataFrame, read_predictions: Callable[[str], pd.DataFrame |
                     share_rows.append({**key, "router": router, "label_kind": kind, "label": label,
                                        "expert": int(expert), "share": float(share)})
             figure_rows.append({**key, "router": router, "label_kind": kind,
-                                **specialisation(labels, shares, routing[routing["router"] == router])})
+                                **specialisation(labels, shares, routing[routing["router"] == router],
+                                                 read_experts(run.folder))})
     return pd.DataFrame(share_rows), pd.DataFrame(figure_rows)
 
 
