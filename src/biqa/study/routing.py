@@ -114,15 +114,17 @@ def analyse(runs: pd.DataFrame, read_predictions: Callable[[str], pd.DataFrame |
             continue
         kind, labels = image_labels(predictions)
         key = {"dataset": run.dataset, "variant": run.row, "seed": run.seed}
+        experts = read_experts(run.folder)
         for router, shares in image_shares(routing).items():
+            if experts is not None:  # the experts no token went to, at share 0
+                shares = shares.reindex(columns=range(max(experts, int(shares.columns.max()) + 1)), fill_value=0.0)
             by_label = shares.groupby(labels.reindex(shares.index)).mean()
             for label, row in by_label.iterrows():
                 for expert, share in row.items():
                     share_rows.append({**key, "router": router, "label_kind": kind, "label": label,
                                        "expert": int(expert), "share": float(share)})
             figure_rows.append({**key, "router": router, "label_kind": kind,
-                                **specialisation(labels, shares, routing[routing["router"] == router],
-                                                 read_experts(run.folder))})
+                                **specialisation(labels, shares, routing[routing["router"] == router], experts)})
     return pd.DataFrame(share_rows), pd.DataFrame(figure_rows)
 
 
