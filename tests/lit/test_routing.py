@@ -66,3 +66,23 @@ def test_hooks_are_removed_after_the_test_and_a_net_without_routers_gives_no_row
     plain = RoutingRecorder()
     run_test_batches(plain, nn.Linear(8, 8), [[0, 1]], crops=1, tokens=3)
     assert routing_table(plain, ["a", "b"]).empty
+
+
+@pytest.mark.parametrize("moe_style, tokens", [("sparse_ffn", 4), ("parallel_experts", 1)])
+def test_bfrd_routing_per_distortion_token_or_per_image(moe_style, tokens):
+    """BFRD's MoE feed-forward routes each of its distortion tokens (a 2x2 grid here); its parallel-experts
+    gate makes one decision per crop."""
+    from tests.models.test_bfrd import build
+
+    net = build(moe_style=moe_style).eval()
+    recorder = RoutingRecorder()
+    trainer = SimpleNamespace(world_size=1)
+    recorder.on_test_start(trainer, net)
+    batch = {"index": torch.tensor([3, 4])}
+    recorder.on_test_batch_start(trainer, net, batch, 0)
+    with torch.no_grad():
+        net(torch.rand(2 * 2, 3, 64, 64))
+    recorder.on_test_batch_end(trainer, net, None, batch, 0)
+    recorder.on_test_end(trainer, net)
+    _, gates = recorder.per_image()
+    assert [tuple(g.shape) for g in gates.values()] == [(2, 2, tokens, 4)]
