@@ -10,7 +10,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,6 +28,8 @@ from biqa.run_folder import (
     RESULT_FILE,
     SCATTER_FILE,
     last_checkpoint,
+    read_json,
+    write_json,
 )
 
 log = logging.getLogger(__name__)
@@ -36,10 +40,17 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
         # A closed-form fit has no learning rate to monitor, and Lightning refuses the monitor without one.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:  # the resolved config is each run's config (W&B filters and groups runs by it)
+        logger.log_hyperparams(resolved)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Trains, selects the checkpoint on the validation part, tests it and writes the run's record; with
+    `fit=false`, tests `ckpt_path` as it is instead (e.g. on another dataset)."""
+    if not cfg.get("fit", True):
+        return test_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     check_config(cfg)
     if cfg.get("threads"):
@@ -126,11 +137,32 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         predictions = module.test_predictions
         metrics["test/plcc_logistic"] = fitted_plcc(predictions["pred"], predictions["score"])
     if trainer.is_global_zero:
+        write_predictions(module, datamodule, output_dir / PREDICTIONS_FILE)
+        scatter_plot(output_dir / PREDICTIONS_FILE, output_dir / SCATTER_FILE, title=output_dir.name)
         record = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), "part": part,
                   "num_images": len(getattr(datamodule.split, part)), "config": OmegaConf.to_container(cfg, resolve=True)}
         (output_dir / EVAL_RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test", output_dir)
     return metrics
+
+
+def test_checkpoint(cfg: DictConfig) -> dict[str, float]:
+    """Tests `ckpt_path` on the configured data and writes a run record beside the evaluation's, carrying the
+    parameter counts and provenance of the run that trained the checkpoint."""
+    if not cfg.get("ckpt_path"):
+        raise ValueError("fit=false tests a trained checkpoint: give ckpt_path=PATH (a biqa-train checkpoint)")
+    metrics = evaluate(cfg)
+    trained = read_json(Path(cfg.ckpt_path).parents[1] / RESULT_FILE) or {}
+    record = {"metrics": metrics, "checkpoint": cfg.ckpt_path, "parameters": trained.get("parameters"),
+              "provenance": {**(trained.get("provenance") or {}), "tested_on": _data_choice()},
+              "config": OmegaConf.to_container(cfg, resolve=True)}
+    if rank_zero_only.rank == 0:
+        write_json(Path(cfg.paths.output_dir) / RESULT_FILE, record)
+    return metrics
+
+
+def _data_choice() -> str | None:
+    return HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
 
 
 def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path: Path) -> None:
