@@ -43,6 +43,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     net: QualityModel = instantiate(cfg.model.net)
     losses = instantiate(cfg.model.losses)
     check_compatibility(net, datamodule, losses, cfg.model)
+    if any(term is not None and term.needs_score_range for term in losses.values()):
+        scale = datamodule.load_records().scale
+        for term in filter(None, losses.values()):
+            term.use_score_range(abs(scale.high - scale.low))
     if cfg.get("feature_cache"):
         from biqa.data.feature_cache import use_feature_cache
 
