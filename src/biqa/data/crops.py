@@ -78,6 +78,14 @@ def decode_resized(path: Path, resize: int | tuple[int, int] | None, jpeg_draft:
     return np.asarray(image)
 
 
+def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
+    width, height = image.size
+    scale = short_side / min(width, height)
+    if scale == 1:
+        return image
+    return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
+
+
 @dataclass(frozen=True)
 class CropSpec:
     size: int = 224
