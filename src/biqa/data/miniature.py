@@ -61,11 +61,16 @@ def write_livec(root: Path, images: int, rng: np.random.Generator, size=(250, 25
         write_image(root / "Images" / name, size, rng)
 
 
-def write_kadid10k(root: Path, images: int, rng: np.random.Generator, size=(256, 192)) -> None:
+def _distorted(images: int, types: int) -> tuple[int, list[tuple[int, int, int]]]:
+    """`images` (reference, type, level) triples, 1-based, over a quarter as many references."""
     references = max(2, images // 4)
+    return references, [(i % references + 1, i // references % types + 1, i % 5 + 1) for i in range(images)]
+
+
+def write_kadid10k(root: Path, images: int, rng: np.random.Generator, size=(256, 192)) -> None:
+    references, triples = _distorted(images, types=25)
     rows = []
-    for index in range(images):
-        reference, kind, level = index % references + 1, index // references % 25 + 1, index % 5 + 1
+    for reference, kind, level in triples:
         name = f"I{reference:02d}_{kind:02d}_{level:02d}.png"
         rows.append(f"{name},I{reference:02d}.png,{rng.uniform(1, 5):.3f},0.5")
         write_image(root / "images" / name, size, rng)
@@ -75,10 +80,9 @@ def write_kadid10k(root: Path, images: int, rng: np.random.Generator, size=(256,
 
 
 def write_tid2013(root: Path, images: int, rng: np.random.Generator, size=(256, 192)) -> None:
-    references = max(2, images // 4)
+    references, triples = _distorted(images, types=24)
     lines = []
-    for index in range(images):
-        reference, kind, level = index % references + 1, index // references % 24 + 1, index % 5 + 1
+    for reference, kind, level in triples:
         name = f"i{reference:02d}_{kind:02d}_{level}.bmp"
         lines.append(f"{rng.uniform(0, 9):.5f} {name}")
         write_image(root / "distorted_images" / name, size, rng)
