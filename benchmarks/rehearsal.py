@@ -24,7 +24,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)
 REPO = CONF.parent

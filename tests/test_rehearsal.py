@@ -17,7 +17,7 @@ import pytest
 from hydra.utils import instantiate
 
 from biqa.checks import check_config
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 from biqa.engine import rehearsal_config, train
 
 sys.path.insert(0, str(Path(CONFIG_DIR).parent / "benchmarks"))

@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from biqa.checks import check_config
-from biqa.cli import CONFIG_DIR
-from biqa.engine import rehearsal_config, without_pretrained_weights
+from biqa.config import CONFIG_DIR, without_pretrained_weights
+from biqa.engine import rehearsal_config
 
 sys.path.insert(0, str(Path(CONFIG_DIR).parent / "benchmarks"))
 from rehearsal import ablation_runs  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from biqa.checks import check_config
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)
 

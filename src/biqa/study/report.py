@@ -13,13 +13,15 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from biqa.study.plots import variant_plot
-from biqa.study.records import RESULT_FILE, Status, job_status, read_json
+from biqa.config import CONFIG_DIR
+from biqa.plots import variant_plot
+from biqa.run_folder import RESULT_FILE, read_json
+from biqa.study.records import Status, job_status
 from biqa.study.spec import Job, StudySpec
 
 METRICS = ("srcc", "plcc", "krcc", "rmse")
-# The papers' own figures (conf/published.yaml, beside the run configs this package is installed with).
-PUBLISHED_FILE = Path(__file__).resolve().parents[3] / "conf" / "published.yaml"
+# The papers' own figures, kept beside the run configs.
+PUBLISHED_FILE = Path(CONFIG_DIR) / "published.yaml"
 
 
 @dataclass(frozen=True)
