@@ -61,7 +61,8 @@ def rehearse(name: str, overrides: list[str], work: Path, threads: int) -> dict:
     wall = time.perf_counter() - start
     record = run_dir / "result.json"
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # full-size weights: hundreds of MB a run
-    error = "" if result.returncode == 0 else (result.stderr.strip().splitlines() or ["?"])[-1][:160]
+    last_line = (result.stderr.strip().splitlines() or ["(no output)"])[-1][:160]
+    error = "" if result.returncode == 0 else f"exit {result.returncode}: {last_line}"
     return {"wall_s": round(wall, 1), "ok": result.returncode == 0 and record.exists(), "error": error}
 
 
