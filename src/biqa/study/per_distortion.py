@@ -76,15 +76,15 @@ def median_table(long: pd.DataFrame, group: str, metric: str, order: Sequence[st
 
 
 def heatmap(tables: dict[str, pd.DataFrame], output: Path, title: str) -> Path | None:
-    """One panel per table (e.g. per type and per level), rows (dataset, variant), colour = SRCC."""
+    """One panel per table (e.g. per type, then per level) stacked, rows (dataset, variant), colour = SRCC."""
     tables = {name: table for name, table in tables.items() if not table.empty}
     if not tables:
         return None
-    rows = max(len(table) for table in tables.values())
-    widths = [max(3.0, 0.55 * table.shape[1] + 2.5) for table in tables.values()]
-    figure, panels = plt.subplots(1, len(tables), figsize=(sum(widths), 1.2 + 0.38 * rows), dpi=110,
-                                  squeeze=False, gridspec_kw={"width_ratios": widths})
-    for panel, (name, table) in zip(panels[0], tables.items(), strict=True):
+    columns = max(table.shape[1] for table in tables.values())
+    heights = [1.6 + 0.3 * len(table) for table in tables.values()]
+    figure, panels = plt.subplots(len(tables), 1, figsize=(2.8 + 0.5 * columns, sum(heights)), dpi=110,
+                                  squeeze=False, gridspec_kw={"height_ratios": heights})
+    for panel, (name, table) in zip(panels[:, 0], tables.items(), strict=True):
         values = table.to_numpy(float)
         image = panel.imshow(values, cmap="viridis", vmin=np.nanmin([0.0, np.nanmin(values)]), vmax=1.0,
                              aspect="auto")
