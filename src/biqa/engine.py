@@ -17,9 +17,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from biqa.checks import check_compatibility, check_config
-from biqa.config import backbone_nodes, without_pretrained_weights
+from biqa.config import backbone_nodes
 from biqa.data.loading.datamodule import IQADataModule
-from biqa.lit.regression import QualityRegressor
+from biqa.lit.regression import QualityRegressor, load_checkpoint
 from biqa.models.base import QualityModel
 from biqa.plots import scatter_plot
 from biqa.run_folder import (
@@ -109,20 +109,13 @@ def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_co
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild the checkpoint's model (and, unless `data=` is given, its data and split) and test it."""
-    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-    stored = checkpoint.get("biqa_config")
-    if stored is None:
-        raise ValueError(f"{cfg.ckpt_path} has no biqa_config: it was not written by biqa-train")
-    stored = OmegaConf.create(stored)
+    module, stored = load_checkpoint(cfg.ckpt_path)
     data_cfg = cfg.data if cfg.get("data") is not None else stored.data
     if cfg.get("data") is None and cfg.get("dataset_root"):
         data_cfg.dataset.root = cfg.dataset_root
     output_dir = Path(cfg.paths.output_dir)
     # The split file and any skipped-rows list go to this evaluation's folder, not the training run's.
     datamodule: IQADataModule = instantiate(data_cfg, run_dir=str(output_dir))
-    net = instantiate(without_pretrained_weights(stored.model.net))
-    module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.optim, run_config=stored)
-    module.load_state_dict(checkpoint["state_dict"])
     trainer = build_trainer(cfg, output_dir)
     datamodule.setup("test")
     part = cfg.get("part", "test")

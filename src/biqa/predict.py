@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from biqa.config import without_pretrained_weights
 from biqa.data.datasets.records import ImageRecord
-from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError
+from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError, net_inputs
+from biqa.lit.regression import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,8 @@ def folder_records(input_dir: Path) -> list[ImageRecord]:
 def load_net(cfg: DictConfig):
     """The checkpoint's model with its weights, or the configured default model with an untrained head."""
     if cfg.get("ckpt_path"):
-        checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-        stored = OmegaConf.create(checkpoint["biqa_config"])
-        net = instantiate(without_pretrained_weights(stored.model.net))
-        state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-        net.load_state_dict(state)
-        return net, CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
+        module, stored = load_checkpoint(cfg.ckpt_path)
+        return module.net, CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
     log.warning("no ckpt_path given: scoring with the default model and an UNTRAINED head; "
                 "the scores are not quality predictions. Pass ckpt_path=PATH from a biqa-train run.")
     print("WARNING: no checkpoint - untrained head, scores are meaningless", flush=True)
@@ -85,7 +81,7 @@ def predict_folder(cfg: DictConfig) -> Path:
         for index, error in zip(batch["index"][~ok].tolist(), failed, strict=True):
             failures[index] = error
         if ok.any():
-            images = batch["images"][ok].float().div(255)
+            images = net_inputs({"images": batch["images"][ok]})["images"]
             b, k = images.shape[:2]
             predictions = net(images.flatten(0, 1)).score.view(b, k).mean(1)
             scores.update(zip(batch["index"][ok].tolist(), predictions.tolist(), strict=True))

@@ -7,14 +7,17 @@ averages the K crop predictions per image before the metrics, which are computed
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
-from biqa.data.loading.crops import cut_crops
+from biqa.config import without_pretrained_weights
+from biqa.data.loading.crops import net_inputs
 from biqa.lit.losses import Batch, LossTerm
 from biqa.lit.optim import OptimConfig, build_optimizer, lr_factor, parameter_groups
 from biqa.metrics import QualityMetrics, fitted_plcc
@@ -45,17 +48,7 @@ class QualityRegressor(L.LightningModule):
 
     # -- data -----------------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        batch = dict(batch)
-        if "pixels" in batch:  # data.*_crops.cut_on_device: the crops are cut here, on the model's device
-            crops = cut_crops(batch.pop("pixels"), batch.pop("boxes"), batch.pop("crop_size"))
-            batch = {"images": crops[:, :, :3], **batch}
-            if crops.shape[2] > 3:
-                batch["depth"] = crops[:, :, 3:]
-        if "images" in batch:
-            batch["images"] = batch["images"].float().div_(255)
-        if "depth" in batch:
-            batch["depth"] = batch["depth"].float().div_(255)
-        return batch
+        return net_inputs(batch)
 
     @staticmethod
     def flat_crops(batch: Batch) -> tuple[dict[str, Any], int]:
@@ -138,3 +131,19 @@ class QualityRegressor(L.LightningModule):
     # -- provenance -----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["biqa_config"] = self.run_config
+
+
+def load_checkpoint(path: str | Path) -> tuple[QualityRegressor, DictConfig]:
+    """The one way from a biqa-train checkpoint to a model: the module with its weights, its net built from
+    the checkpoint's own config (backbones without their pretrained weights, which the checkpoint holds),
+    and that config."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    stored = checkpoint.get("biqa_config")
+    if stored is None:
+        raise ValueError(f"{path} has no biqa_config: it was not written by biqa-train")
+    stored = OmegaConf.create(stored)
+    net = instantiate(without_pretrained_weights(stored.model.net))
+    # No optimizer: a loaded model is evaluated or predicts; resuming training goes through Lightning's ckpt_path.
+    module = QualityRegressor(net, instantiate(stored.model.losses), run_config=stored)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module, stored
