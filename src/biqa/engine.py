@@ -14,10 +14,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from biqa.checks import check_compatibility, check_config
-from biqa.config import backbone_nodes
+from biqa.config import backbone_nodes, without_pretrained_weights
+from biqa.data.datasets.miniature import WRITERS, write_miniature
+from biqa.data.datasets.readers import READERS
 from biqa.data.loading.datamodule import IQADataModule
 from biqa.lit.regression import QualityRegressor, load_checkpoint
 from biqa.models.base import QualityModel
@@ -33,6 +35,9 @@ from biqa.run_folder import (
 )
 
 log = logging.getLogger(__name__)
+
+CROSS_DATASET_READER = "biqa.data.datasets.cross_dataset.reader_by_name"
+
 
 def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule | None = None) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -53,6 +58,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return test_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     check_config(cfg)
+    if cfg.get("rehearsal"):
+        cfg = rehearsal_config(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
@@ -60,6 +67,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     net: QualityModel = instantiate(cfg.model.net)
     losses = instantiate(cfg.model.losses)
     check_compatibility(net, datamodule, losses, cfg.model)
+    tell_losses_the_score_range(losses, datamodule)
     if cfg.get("feature_cache"):
         from biqa.data.derived.feature_cache import use_feature_cache
 
@@ -95,6 +103,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
         (output_dir / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test" if cfg.get("test") else "val", output_dir)
     return metrics
+
+
+def tell_losses_the_score_range(losses, datamodule: IQADataModule) -> None:
+    """Loss terms on the raw score scale (model.losses.score.scale=raw) learn the training dataset's range."""
+    if any(term is not None and term.needs_score_range for term in losses.values()):
+        scale = datamodule.load_records().scale
+        for term in filter(None, losses.values()):
+            term.use_score_range(abs(scale.high - scale.low))
+
+
+def rehearsal_config(cfg: DictConfig) -> DictConfig:
+    """`debug=rehearsal`: the run's config on miniature stand-ins of its datasets (written in their real
+    layouts, once, under rehearsal.root), with random weights and offline depth maps; changed in place, so
+    that the result record names the miniatures."""
+    rehearsal = cfg.rehearsal
+    with open_dict(cfg):
+        datasets = [cfg.data.dataset]
+        if cfg.data.get("test_dataset") is not None:
+            datasets.append(cfg.data.test_dataset)
+        for dataset in datasets:
+            reader = dataset.get("_target_")
+            if reader == CROSS_DATASET_READER:
+                reader = READERS[dataset.reader]
+            if reader in WRITERS:
+                folder = Path(rehearsal.root) / f"{reader.rsplit('.', 1)[-1]}_{rehearsal.images}_seed{cfg.seed}"
+                dataset.root = str(write_miniature(reader, folder, images=rehearsal.images, seed=cfg.seed))
+        if cfg.data.get("depth") is not None:
+            cfg.data.depth = rehearsal.depth
+        cfg.model.net = without_pretrained_weights(cfg.model.net)
+    return cfg
 
 
 def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_config) -> QualityRegressor:
