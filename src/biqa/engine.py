@@ -41,6 +41,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule: IQADataModule = instantiate(cfg.data)
     net: QualityModel = instantiate(cfg.model.net)
+    if cfg.model.get("init_from"):
+        load_net_weights(net, read_checkpoint(cfg.model.init_from), f"model.init_from={cfg.model.init_from}")
     losses = instantiate(cfg.model.losses)
     check_compatibility(net, datamodule, losses, cfg.model)
     if cfg.get("feature_cache"):
@@ -94,20 +96,16 @@ def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_co
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild the checkpoint's model (and, unless `data=` is given, its data and split) and test it."""
-    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-    stored = checkpoint.get("biqa_config")
-    if stored is None:
-        raise ValueError(f"{cfg.ckpt_path} has no biqa_config: it was not written by biqa-train")
-    stored = OmegaConf.create(stored)
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    stored = OmegaConf.create(checkpoint["biqa_config"])
     data_cfg = cfg.data if cfg.get("data") is not None else stored.data
     if cfg.get("data") is None and cfg.get("dataset_root"):
         data_cfg.dataset.root = cfg.dataset_root
     output_dir = Path(cfg.paths.output_dir)
     # The split file and any skipped-rows list go to this evaluation's folder, not the training run's.
     datamodule: IQADataModule = instantiate(data_cfg, run_dir=str(output_dir))
-    net = instantiate(without_pretrained_weights(stored.model.net))
-    module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.optim, run_config=stored)
-    module.load_state_dict(checkpoint["state_dict"])
+    net = net_from_checkpoint(checkpoint, str(cfg.ckpt_path))
+    module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.get("optim"), run_config=stored)
     trainer = build_trainer(cfg, output_dir)
     datamodule.setup("test")
     part = cfg.get("part", "test")
@@ -127,6 +125,70 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         (output_dir / "eval_result.json").write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test", output_dir)
     return metrics
+
+
+def import_authors(cfg: DictConfig) -> Path:
+    """biqa-import-authors: an authors' Life-IQA / DGIQA file -> a biqa checkpoint (network weights and the
+    composed run config, with the authors' test-time crops as its evaluation crops)."""
+    from biqa.models.authors import import_authors_checkpoint
+
+    overrides = [f"+data/eval_crops=authors_{cfg.authors_model}", *cfg.overrides]
+    net, run_cfg, imported = import_authors_checkpoint(cfg.input, cfg.authors_model, cfg.allow_pickle, overrides)
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    description = (f"the authors' {cfg.authors_model} weights from {Path(cfg.input).name} "
+                   f"({imported['layout']}, {imported['authors_keys']} keys)")
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "biqa_config": OmegaConf.to_container(run_cfg, resolve=True),
+                "imported_from": imported, "description": description}, output)
+    architecture = ", ".join(f"{k} {v}" for k, v in imported["architecture"].items() if v is not None)
+    print(f"imported {description}: {architecture}; every key used once -> {output}", flush=True)
+    return output
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A biqa checkpoint: from biqa-train, biqa-import-authors, or a head-only file such as the shipped
+    default. Loaded with pickle (its config is a Python object): only read files you trust."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or "biqa_config" not in checkpoint:
+        raise ValueError(f"{path} has no biqa_config: it was not written by biqa-train or biqa-import-authors "
+                         "(an authors' Life-IQA/DGIQA file converts with biqa-import-authors)")
+    return checkpoint
+
+
+def net_from_checkpoint(checkpoint: dict[str, Any], source: str) -> QualityModel:
+    """The checkpoint's network with its weights. A head-only checkpoint (`weights_from_config` lists the
+    parts it leaves out) builds those parts from its config's pretrained weights, e.g. the offline backbone."""
+    stored = OmegaConf.create(checkpoint["biqa_config"])
+    net_cfg = stored.model.net if checkpoint.get("weights_from_config") else without_pretrained_weights(stored.model.net)
+    net = instantiate(net_cfg)
+    load_net_weights(net, checkpoint, source)
+    return net
+
+
+def load_net_weights(net: QualityModel, checkpoint: dict[str, Any], source: str) -> None:
+    """Every network key from the checkpoint (except the parts it declares in `weights_from_config`), and
+    no key the network lacks; a mismatch names the keys and the file."""
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    from_config = tuple(checkpoint.get("weights_from_config") or ())
+    target = net.state_dict()
+    missing = sorted(k for k in set(target) - set(state) if not (from_config and k.startswith(from_config)))
+    unexpected = sorted(set(state) - set(target))
+    shapes = sorted(f"{k}: file {tuple(state[k].shape)}, model {tuple(target[k].shape)}"
+                    for k in set(state) & set(target) if state[k].shape != target[k].shape)
+    if missing or unexpected or shapes:
+        def listed(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "") if keys else "none"
+        raise ValueError(
+            f"{source}: the checkpoint's weights do not fit {type(net).__name__} as configured "
+            f"({len(missing)} missing: {listed(missing)}; {len(unexpected)} unexpected: {listed(unexpected)}; "
+            f"{len(shapes)} shape mismatch(es): {listed(shapes)}). Configure the model the checkpoint was "
+            "trained as (its biqa_config), e.g. the same model= and model/backbone=."
+        )
+    net.load_state_dict(state, strict=not from_config)
 
 
 def without_pretrained_weights(net_cfg: DictConfig) -> DictConfig:

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import csv
-import logging
 import math
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from biqa.data.crops import CropDataset, CropSpec, ImageDecodeError
 from biqa.data.records import ImageRecord
-from biqa.engine import without_pretrained_weights
-
-log = logging.getLogger(__name__)
+from biqa.engine import net_from_checkpoint, read_checkpoint
+from biqa.models.pretrained import default_checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -52,18 +49,15 @@ def folder_records(input_dir: Path) -> list[ImageRecord]:
 
 
 def load_net(cfg: DictConfig):
-    """The checkpoint's model with its weights, or the configured default model with an untrained head."""
-    if cfg.get("ckpt_path"):
-        checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-        stored = OmegaConf.create(checkpoint["biqa_config"])
-        net = instantiate(without_pretrained_weights(stored.model.net))
-        state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-        net.load_state_dict(state)
-        return net, CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
-    log.warning("no ckpt_path given: scoring with the default model and an UNTRAINED head; "
-                "the scores are not quality predictions. Pass ckpt_path=PATH from a biqa-train run.")
-    print("WARNING: no checkpoint - untrained head, scores are meaningless", flush=True)
-    return instantiate(cfg.model.net), CropSpec(**cfg.crops)
+    """The checkpoint's model with its weights and evaluation crops; without ckpt_path, the trained default
+    that ships with biqa (biqa.models.pretrained)."""
+    path = cfg.get("ckpt_path") or default_checkpoint()
+    checkpoint = read_checkpoint(path)
+    if not cfg.get("ckpt_path"):
+        print(f"no ckpt_path given: scoring with biqa's shipped default model, {checkpoint.get('description', 'no description')} "
+              f"({path})", flush=True)
+    stored = OmegaConf.create(checkpoint["biqa_config"])
+    return net_from_checkpoint(checkpoint, str(path)), CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
 
 
 @torch.no_grad()

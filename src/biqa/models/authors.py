@@ -220,7 +220,9 @@ def infer_architecture(checkpoint: AuthorsCheckpoint, model: str) -> Architectur
 def authors_config(architecture: Architecture, overrides: list[str] = ()) -> DictConfig:
     """biqa's run config (conf/train.yaml) with the authors' model; inside a Hydra app its config path is
     used, elsewhere conf/ is read directly."""
-    all_overrides = [*architecture.overrides(), *overrides]
+    # A later override of the same key or group (e.g. another model/backbone) replaces the architecture's.
+    by_key = {re.sub(r"^[+~]+", "", o.split("=", 1)[0]): o for o in [*architecture.overrides(), *overrides]}
+    all_overrides = list(by_key.values())
     if GlobalHydra.instance().is_initialized():
         return compose(config_name="train", overrides=all_overrides)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
