@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from biqa.data.crops import decode_resized
+from biqa.data.loading.crops import decode_resized
 from biqa.engine import net_from_checkpoint, read_checkpoint
 from biqa.models.pretrained import DEFAULT_CHECKPOINT
 

@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from biqa.data.crops import CropDataset, CropSpec, ImageDecodeError
-from biqa.data.records import ImageRecord
+from biqa.data.datasets.records import ImageRecord
+from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError
 from biqa.engine import net_from_checkpoint, read_checkpoint
 from biqa.models.pretrained import default_checkpoint
 

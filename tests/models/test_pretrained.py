@@ -56,6 +56,6 @@ def test_predict_without_a_checkpoint_uses_the_default_and_says_so(compose_confi
     photo.filter(ImageFilter.GaussianBlur(8)).save(folder / "blurred.png")
     output = tmp_path / "scores.csv"
     predict_folder(compose_config("predict", [f"input_dir={folder}", f"output={output}", "num_workers=0"]))
-    assert f"scoring with biqa's shipped default model, ridge probe" in capsys.readouterr().out
+    assert "scoring with biqa's shipped default model, ridge probe" in capsys.readouterr().out
     scores = {row["image"]: float(row["score"]) for row in csv.DictReader(output.open())}
     assert scores["blurred.png"] < scores["sharp.png"]

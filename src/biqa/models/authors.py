@@ -32,11 +32,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
+from biqa.config import CONFIG_DIR
+
 AUTHORS_MODELS = ("lifeiqa", "dgiqa")
 # Index tables that timm rebuilds; older timm versions saved them (the Life-IQA code deletes the same three).
 REBUILT_BUFFERS = ("relative_position_index", "attn_mask", "relative_coords_table")
-# conf/ next to src/ (an editable install), as every biqa command finds it.
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 Transform = Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -225,7 +225,7 @@ def authors_config(architecture: Architecture, overrides: list[str] = ()) -> Dic
     all_overrides = list(by_key.values())
     if GlobalHydra.instance().is_initialized():
         return compose(config_name="train", overrides=all_overrides)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=all_overrides)
 
 
