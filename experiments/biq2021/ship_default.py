@@ -1,10 +1,10 @@
 """Write the shipped default model (src/biqa/models/pretrained/) from a ridge-probe run.
 
-    python experiments/biq2021/heldout_statistics.py collect RUN_DIR STATS.pt   # the held-out images' features
-    python experiments/biq2021/ship_default.py RUN_DIR STATS.pt
+    python experiments/biq2021/ship_default.py FIT_DIR TEST_STATS.pt
 
-RUN_DIR is the biqa-train run folder; its best checkpoint (picked on validation SRCC) is read once the
-validation pass has written it. The file keeps the network weights outside the backbone (the probe's 1,025
+FIT_DIR holds a ridge-probe checkpoint picked on validation SRCC (checkpoints/, split.json: a biqa-train run
+folder, or the OUT_DIR of probe_features.py fit); TEST_STATS.pt the held-out images' features
+(probe_features.py collect --part test). The file keeps the network weights outside the backbone (the probe's 1,025
 numbers and its feature scaling) and the run's config; the backbone is rebuilt from the config's offline
 package weights. Before writing, the head-only model must give the full checkpoint's scores on a few test
 images; its held-out SRCC / PLCC are then measured on the file itself and stored in it.
@@ -24,7 +24,7 @@ from biqa.engine import net_from_checkpoint, read_checkpoint
 from biqa.models.pretrained import DEFAULT_CHECKPOINT
 
 sys.path.insert(0, str(Path(__file__).parent))
-from heldout_statistics import score  # noqa: E402
+from probe_features import score  # noqa: E402
 
 TARGET = Path(__file__).resolve().parents[2] / "src" / "biqa" / "models" / "pretrained" / DEFAULT_CHECKPOINT
 FROM_CONFIG = "backbone."
