@@ -34,8 +34,8 @@ from biqa.engine import build_module, net_from_checkpoint, read_checkpoint
 from biqa.metrics import correlation_metrics
 
 
-def collect(run_dir: Path, output: Path, part: str = "test", shard: str = "0/1") -> None:
-    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+def collect(run_dir: Path, output: Path, part: str = "test", shard: str = "0/1", extra: list[str] = ()) -> None:
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) + list(extra)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     scratch = output.parent / f"{output.stem}_run"
@@ -60,6 +60,13 @@ def collect(run_dir: Path, output: Path, part: str = "test", shard: str = "0/1")
     net = instantiate(cfg.model.net).eval()
     module = build_module(cfg.model, net, instantiate(cfg.model.losses), cfg.optim, cfg)
     stats, scores, image_indices, k = [], [], [], 1
+
+    def save(complete: bool) -> None:
+        # Saved as it goes, so that a part cut short still gives what it has (`complete` says whether it did).
+        torch.save({"stats": torch.cat(stats), "score": torch.cat(scores), "index": torch.cat(image_indices),
+                    "crops": k, "part": part, "shard": shard, "overrides": overrides, "complete": complete,
+                    "of": len(indices)}, output)
+
     with torch.no_grad():
         for step, batch in enumerate(loader):
             batch = module.on_after_batch_transfer(batch, 0)
@@ -68,13 +75,15 @@ def collect(run_dir: Path, output: Path, part: str = "test", shard: str = "0/1")
             scores.append(batch["score"].double())
             image_indices.append(batch["index"])
             print(f"batch {step}: {sum(len(s) for s in scores)} {part} images", flush=True)
-    torch.save({"stats": torch.cat(stats), "score": torch.cat(scores), "index": torch.cat(image_indices),
-                "crops": k, "part": part, "shard": shard, "overrides": overrides}, output)
+            if step % 4 == 3:
+                save(complete=False)
+    save(complete=True)
     print(f"{output}: statistics of {sum(len(s) for s in scores)} {part} images", flush=True)
 
 
 def fit(run_dir: Path, out_dir: Path, val_file: Path, train_files: list[Path]) -> Path:
-    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    val = torch.load(val_file, weights_only=False)
+    overrides = val["overrides"]  # the run's, plus any given to collect
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     with open_dict(cfg):
@@ -85,9 +94,10 @@ def fit(run_dir: Path, out_dir: Path, val_file: Path, train_files: list[Path]) -
     shards = [torch.load(f, weights_only=False) for f in train_files]
     if sorted(s["shard"] for s in shards) != [f"{i}/{len(shards)}" for i in range(len(shards))]:
         raise SystemExit(f"the training shards {[s['shard'] for s in shards]} do not make a whole part")
+    if any(s["overrides"] != overrides for s in shards):
+        raise SystemExit("the training and validation features were collected with different overrides")
     module._train = [(s["stats"], s["score"].repeat_interleave(s["crops"])) for s in shards]
     weights, intercept, mean, scale = module._solve()
-    val = torch.load(val_file, weights_only=False)
     per_crop = ((val["stats"] - mean) / scale) @ weights + intercept
     per_image = per_crop.view(len(val["score"]), val["crops"], -1).mean(dim=1)
     srcc = [correlation_metrics(per_image[:, a], val["score"])["srcc"] for a in range(len(module.alphas))]
@@ -103,7 +113,9 @@ def fit(run_dir: Path, out_dir: Path, val_file: Path, train_files: list[Path]) -
     torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
                 "biqa_config": OmegaConf.to_container(cfg, resolve=True),
                 "fit": {"alphas": module.alphas, "val_srcc": srcc, "alpha": module.alphas[best],
-                        "train_images": sum(len(s["score"]) for s in shards), "val_images": len(val["score"])}},
+                        "train_images": sum(len(s["score"]) for s in shards), "val_images": len(val["score"]),
+                        "complete": {f.name: s["complete"] for f, s in zip(train_files, shards, strict=True)}
+                        | {val_file.name: val["complete"]}}},
                path)
     print(f"{path}: ridge penalty {module.alphas[best]} (validation SRCC per penalty: "
           + ", ".join(f"{a:g}: {v:.4f}" for a, v in zip(module.alphas, srcc, strict=True))
@@ -118,9 +130,10 @@ def score(stats_file: Path, checkpoint_path: Path) -> dict[str, float]:
     with torch.no_grad():
         per_crop = net.head(net.standardized(stored["stats"].float())).squeeze(-1)
     predictions = per_crop.view(len(stored["score"]), stored["crops"]).mean(dim=1)
-    metrics = correlation_metrics(predictions, stored["score"].float())
+    metrics = correlation_metrics(predictions, stored["score"].float()) | {"images": len(predictions),
+                                                                          "complete": stored["complete"]}
     print(f"{checkpoint_path}: {len(predictions)} held-out images  "
-          + "  ".join(f"{name.upper()} {float(value):.4f}" for name, value in metrics.items()), flush=True)
+          + "  ".join(f"{name.upper()} {metrics[name]:.4f}" for name in ("srcc", "plcc", "krcc", "rmse")), flush=True)
     return metrics
 
 
@@ -132,9 +145,10 @@ def main() -> None:
                         "score: STATS CHECKPOINT")
     parser.add_argument("--part", choices=["train", "val", "test"], default="test")
     parser.add_argument("--shard", default="0/1", help="i/n: every n-th image from the i-th")
+    parser.add_argument("--override", action="append", default=[], help="a Hydra override added to the run's")
     args = parser.parse_args()
     if args.action == "collect":
-        collect(args.run_dir, args.paths[0], args.part, args.shard)
+        collect(args.run_dir, args.paths[0], args.part, args.shard, args.override)
     elif args.action == "fit":
         fit(args.run_dir, args.paths[0], args.paths[1], args.paths[2:])
     else:

@@ -46,18 +46,20 @@ def main() -> None:
         "state_dict": {k: v for k, v in full["state_dict"].items() if not k.startswith(f"net.{FROM_CONFIG}")},
         "weights_from_config": [FROM_CONFIG],
         "biqa_config": config,
-        "trained": {"run": args.run_dir.name, "checkpoint": best[0].name,
-                    "num_images": {part: len(split[part]) for part in ("train", "val", "test")}},
+        "trained": {"run": args.run_dir.name, "checkpoint": best[0].name, "fit": full.get("fit"),
+                    "split_sizes": {part: len(split[part]) for part in ("train", "val", "test")}},
     }
     check_same_scores(full, head_only, split["test"][:4])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(head_only, args.output)
     metrics = score(args.heldout_stats, args.output)  # measured on the file as shipped
     head_only["trained"]["heldout_metrics"] = metrics
+    crops = config["data"]["eval_crops"]
     head_only["description"] = (
-        f"ridge probe on frozen EfficientNet-Lite0 at {config['data']['eval_crops']['size']} px, fitted on "
-        f"{len(split['train'])} BIQ2021 photos; held-out SRCC {metrics['srcc']:.3f}, PLCC {metrics['plcc']:.3f} "
-        f"on {len(split['test'])} photos"
+        f"ridge probe on frozen EfficientNet-Lite0 ({crops['count']} crop of {crops['size']} px from the photo "
+        f"resized to {crops['resize']} px), fitted on "
+        f"{full['fit']['train_images'] if 'fit' in full else len(split['train'])} BIQ2021 photos; held-out SRCC "
+        f"{metrics['srcc']:.3f}, PLCC {metrics['plcc']:.3f} on {metrics['images']} photos"
     )
     torch.save(head_only, args.output)
     record = args.run_dir / "result.json"
