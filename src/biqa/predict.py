@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import csv
-import logging
 import math
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from biqa.data.datasets.records import ImageRecord
 from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError, net_inputs
-from biqa.lit.regression import load_checkpoint
-
-log = logging.getLogger(__name__)
+from biqa.lit.regression import load_checkpoint, read_checkpoint
+from biqa.models.pretrained import default_checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -52,14 +49,14 @@ def folder_records(input_dir: Path) -> list[ImageRecord]:
 
 
 def load_net(cfg: DictConfig):
-    """The checkpoint's model with its weights, or the configured default model with an untrained head."""
-    if cfg.get("ckpt_path"):
-        module, stored = load_checkpoint(cfg.ckpt_path)
-        return module.net, CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
-    log.warning("no ckpt_path given: scoring with the default model and an UNTRAINED head; "
-                "the scores are not quality predictions. Pass ckpt_path=PATH from a biqa-train run.")
-    print("WARNING: no checkpoint - untrained head, scores are meaningless", flush=True)
-    return instantiate(cfg.model.net), CropSpec(**cfg.crops)
+    """The checkpoint's model with its weights and evaluation crops; without ckpt_path, the trained default
+    that ships with biqa (biqa.models.pretrained)."""
+    path = cfg.get("ckpt_path") or default_checkpoint()
+    if not cfg.get("ckpt_path"):
+        description = read_checkpoint(path).get("description", "no description")
+        print(f"no ckpt_path given: scoring with biqa's shipped default model, {description} ({path})", flush=True)
+    module, stored = load_checkpoint(path)
+    return module.net, CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
 
 
 @torch.no_grad()
