@@ -30,7 +30,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from biqa.config import CONFIG_DIR
-from biqa.engine import build_module, net_from_checkpoint, read_checkpoint
+from biqa.engine import build_module
+from biqa.lit.regression import net_from_checkpoint, read_checkpoint
 from biqa.metrics import correlation_metrics
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from biqa.data.loading.crops import decode_resized
-from biqa.engine import net_from_checkpoint, read_checkpoint
+from biqa.lit.regression import net_from_checkpoint, read_checkpoint
 from biqa.models.pretrained import DEFAULT_CHECKPOINT
 
 sys.path.insert(0, str(Path(__file__).parent))

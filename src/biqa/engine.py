@@ -21,7 +21,7 @@ from biqa.config import backbone_nodes, without_pretrained_weights
 from biqa.data.datasets.miniature import WRITERS, write_miniature
 from biqa.data.datasets.readers import READERS
 from biqa.data.loading.datamodule import IQADataModule
-from biqa.lit.regression import QualityRegressor
+from biqa.lit.regression import QualityRegressor, load_checkpoint, load_net_weights, read_checkpoint
 from biqa.models.base import QualityModel
 from biqa.plots import scatter_plot
 from biqa.run_folder import (
@@ -149,16 +149,13 @@ def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_co
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild the checkpoint's model (and, unless `data=` is given, its data and split) and test it."""
-    checkpoint = read_checkpoint(cfg.ckpt_path)
-    stored = OmegaConf.create(checkpoint["biqa_config"])
+    module, stored = load_checkpoint(cfg.ckpt_path)
     data_cfg = cfg.data if cfg.get("data") is not None else stored.data
     if cfg.get("data") is None and cfg.get("dataset_root"):
         data_cfg.dataset.root = cfg.dataset_root
     output_dir = Path(cfg.paths.output_dir)
     # The split file and any skipped-rows list go to this evaluation's folder, not the training run's.
     datamodule: IQADataModule = instantiate(data_cfg, run_dir=str(output_dir))
-    net = net_from_checkpoint(checkpoint, str(cfg.ckpt_path))
-    module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.get("optim"), run_config=stored)
     trainer = build_trainer(cfg, output_dir)
     datamodule.setup("test")
     part = cfg.get("part", "test")
@@ -182,6 +179,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+
 def import_authors(cfg: DictConfig) -> Path:
     """biqa-import-authors: an authors' Life-IQA / DGIQA file -> a biqa checkpoint (network weights and the
     composed run config, with the authors' test-time crops as its evaluation crops)."""
@@ -199,51 +197,6 @@ def import_authors(cfg: DictConfig) -> Path:
     architecture = ", ".join(f"{k} {v}" for k, v in imported["architecture"].items() if v is not None)
     print(f"imported {description}: {architecture}; every key used once -> {output}", flush=True)
     return output
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A biqa checkpoint: from biqa-train, biqa-import-authors, or a head-only file such as the shipped
-    default. Loaded with pickle (its config is a Python object): only read files you trust."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, dict) or "biqa_config" not in checkpoint:
-        raise ValueError(f"{path} has no biqa_config: it was not written by biqa-train or biqa-import-authors "
-                         "(an authors' Life-IQA/DGIQA file converts with biqa-import-authors)")
-    return checkpoint
-
-
-def net_from_checkpoint(checkpoint: dict[str, Any], source: str) -> QualityModel:
-    """The checkpoint's network with its weights. A head-only checkpoint (`weights_from_config` lists the
-    parts it leaves out) builds those parts from its config's pretrained weights, e.g. the offline backbone."""
-    stored = OmegaConf.create(checkpoint["biqa_config"])
-    net_cfg = stored.model.net if checkpoint.get("weights_from_config") else without_pretrained_weights(stored.model.net)
-    net = instantiate(net_cfg)
-    load_net_weights(net, checkpoint, source)
-    return net
-
-
-def load_net_weights(net: QualityModel, checkpoint: dict[str, Any], source: str) -> None:
-    """Every network key from the checkpoint (except the parts it declares in `weights_from_config`), and
-    no key the network lacks; a mismatch names the keys and the file."""
-    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    from_config = tuple(checkpoint.get("weights_from_config") or ())
-    target = net.state_dict()
-    missing = sorted(k for k in set(target) - set(state) if not (from_config and k.startswith(from_config)))
-    unexpected = sorted(set(state) - set(target))
-    shapes = sorted(f"{k}: file {tuple(state[k].shape)}, model {tuple(target[k].shape)}"
-                    for k in set(state) & set(target) if state[k].shape != target[k].shape)
-    if missing or unexpected or shapes:
-        def listed(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "") if keys else "none"
-        raise ValueError(
-            f"{source}: the checkpoint's weights do not fit {type(net).__name__} as configured "
-            f"({len(missing)} missing: {listed(missing)}; {len(unexpected)} unexpected: {listed(unexpected)}; "
-            f"{len(shapes)} shape mismatch(es): {listed(shapes)}). Configure the model the checkpoint was "
-            "trained as (its biqa_config), e.g. the same model= and model/backbone=."
-        )
-    net.load_state_dict(state, strict=not from_config)
 
 
 def test_checkpoint(cfg: DictConfig) -> dict[str, float]:

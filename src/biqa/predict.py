@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from biqa.data.datasets.records import ImageRecord
-from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError
-from biqa.engine import net_from_checkpoint, read_checkpoint
+from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError, net_inputs
+from biqa.lit.regression import load_checkpoint, read_checkpoint
 from biqa.models.pretrained import default_checkpoint
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -52,12 +55,11 @@ def load_net(cfg: DictConfig):
     """The checkpoint's model with its weights and evaluation crops; without ckpt_path, the trained default
     that ships with biqa (biqa.models.pretrained)."""
     path = cfg.get("ckpt_path") or default_checkpoint()
-    checkpoint = read_checkpoint(path)
+    module, stored = load_checkpoint(path)
     if not cfg.get("ckpt_path"):
-        print(f"no ckpt_path given: scoring with biqa's shipped default model, {checkpoint.get('description', 'no description')} "
-              f"({path})", flush=True)
-    stored = OmegaConf.create(checkpoint["biqa_config"])
-    return net_from_checkpoint(checkpoint, str(path)), CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
+        print(f"no ckpt_path given: scoring with biqa's shipped default model, "
+              f"{read_checkpoint(path).get('description', '')} ({path})", flush=True)
+    return module.net, CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
 
 
 @torch.no_grad()
@@ -79,7 +81,7 @@ def predict_folder(cfg: DictConfig) -> Path:
         for index, error in zip(batch["index"][~ok].tolist(), failed, strict=True):
             failures[index] = error
         if ok.any():
-            images = batch["images"][ok].float().div(255)
+            images = net_inputs({"images": batch["images"][ok]})["images"]
             b, k = images.shape[:2]
             predictions = net(images.flatten(0, 1)).score.view(b, k).mean(1)
             scores.update(zip(batch["index"][ok].tolist(), predictions.tolist(), strict=True))

@@ -15,7 +15,8 @@ from hydra.utils import instantiate
 from PIL import Image
 from tests.conftest import TINY
 
-from biqa.engine import evaluate, import_authors, read_checkpoint, train
+from biqa.engine import evaluate, import_authors, train
+from biqa.lit.regression import read_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageFilter
 from skimage import data as skimage_data
 
-from biqa.engine import net_from_checkpoint, read_checkpoint
+from biqa.lit.regression import net_from_checkpoint, read_checkpoint
 from biqa.models.pretrained import default_checkpoint
 
 
