@@ -179,6 +179,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+
 def import_authors(cfg: DictConfig) -> Path:
     """biqa-import-authors: an authors' Life-IQA / DGIQA file -> a biqa checkpoint (network weights and the
     composed run config, with the authors' test-time crops as its evaluation crops)."""

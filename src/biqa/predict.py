@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,8 @@ from biqa.data.datasets.records import ImageRecord
 from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError, net_inputs
 from biqa.lit.regression import load_checkpoint, read_checkpoint
 from biqa.models.pretrained import default_checkpoint
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -52,10 +55,10 @@ def load_net(cfg: DictConfig):
     """The checkpoint's model with its weights and evaluation crops; without ckpt_path, the trained default
     that ships with biqa (biqa.models.pretrained)."""
     path = cfg.get("ckpt_path") or default_checkpoint()
-    if not cfg.get("ckpt_path"):
-        description = read_checkpoint(path).get("description", "no description")
-        print(f"no ckpt_path given: scoring with biqa's shipped default model, {description} ({path})", flush=True)
     module, stored = load_checkpoint(path)
+    if not cfg.get("ckpt_path"):
+        print(f"no ckpt_path given: scoring with biqa's shipped default model, "
+              f"{read_checkpoint(path).get('description', '')} ({path})", flush=True)
     return module.net, CropSpec(**(stored.data.get("eval_crops") or cfg.crops))
 
 

@@ -134,14 +134,13 @@ class QualityRegressor(L.LightningModule):
 
 
 def load_checkpoint(path: str | Path) -> tuple[QualityRegressor, DictConfig]:
-    """The one way from a biqa checkpoint (biqa-train, biqa-import-authors, or a head-only file such as the
-    shipped default) to a model: the module with its net's weights and the checkpoint's own config."""
+    """The one way from a biqa checkpoint to a model: the module with its weights (a head-only checkpoint's
+    other parts from its config's pretrained weights, see `net_from_checkpoint`) and the checkpoint's config."""
     checkpoint = read_checkpoint(path)
     stored = OmegaConf.create(checkpoint["biqa_config"])
     net = net_from_checkpoint(checkpoint, str(path))
     # No optimizer: a loaded model is evaluated or predicts; resuming training goes through Lightning's ckpt_path.
-    module = QualityRegressor(net, instantiate(stored.model.losses), run_config=stored)
-    return module, stored
+    return QualityRegressor(net, instantiate(stored.model.losses), run_config=stored), stored
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
