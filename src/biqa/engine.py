@@ -30,7 +30,12 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
         # A closed-form fit has no learning rate to monitor, and Lightning refuses the monitor without one.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    options = {}
+    if cfg.trainer.get("strategy") == "ddp" and getattr(getattr(module, "net", None), "has_conditional_parameters", False):
+        # Only then: the search for the parameters a step did not use walks the autograd graph every step.
+        options["strategy"] = "ddp_find_unused_parameters_true"
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir),
+                       **options)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
