@@ -195,8 +195,10 @@ def _git_commit() -> str | None:
 
 
 def _last_checkpoint(output_dir: Path) -> str | None:
-    last = output_dir / "checkpoints" / "last.ckpt"
-    return str(last) if last.exists() else None
+    """The newer of checkpoints/last.ckpt and the mid-epoch checkpoint saved when Slurm warned of the job's end
+    (`hpc_ckpt_<n>.ckpt`, biqa.lit.slurm)."""
+    saved = [p for p in [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
+    return str(max(saved, key=lambda p: p.stat().st_mtime_ns)) if saved else None
 
 
 def print_metrics(metrics: dict[str, float], stage: str, output_dir: Path) -> None:
