@@ -24,9 +24,9 @@ from pathlib import Path
 import lightning as L
 import torch
 from omegaconf import open_dict
+from tests.conftest import compose_in
 
 from biqa.engine import train
-from tests.conftest import compose_in
 
 
 def parameter_digest(module: torch.nn.Module) -> str:

@@ -26,11 +26,19 @@ from biqa.cli import CONFIG_DIR
 # Two steps and one validation batch per rank; no test part.
 STEPS = ["trainer=ddp_cpu", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false", "logger=csv"]
 
-# What some models need to run anywhere: depth maps for DGIQA, an untrained (random, frozen) distortion
-# encoder for BFRD (the trained one comes from biqa-pretrain-distortion).
-NEEDS = {
-    "dgiqa": ["data/depth=not_learned_blur_proxy"],
-    "bfrd": ["model.net.allow_untrained_encoder=true", "model.net.distortion_checkpoint=null"],
+# Each model at test size (narrow decoders; the structure each ablation changes is kept), with what it needs
+# to run anywhere: depth maps for DGIQA, an untrained (random, frozen) distortion encoder for BFRD (the
+# trained one comes from biqa-pretrain-distortion).
+AT_TEST_SIZE = {
+    "dgiqa": ["data/depth=not_learned_blur_proxy", "model.net.bridge_channels=[8,8,16,16]", "model.net.num_heads=2",
+              "model.net.stack_channels=16", "model.net.grid=3"],
+    "bfrd": ["model.net.allow_untrained_encoder=true", "model.net.distortion_checkpoint=null", "model.net.width=32",
+             "model.net.num_heads=2", "model.net.head_hidden_dim=16"],
+    "lifeiqa": ["model.net.embed_dim=32", "model.net.num_heads=2", "model.net.depth=2"],
+    "transformer_decoder": ["model.net.embed_dim=32", "model.net.num_heads=2", "model.net.depth=2",
+                            "model.net.ffn_hidden_dim=64"],
+    "mfenet": ["model.net.high_frequency_width=16", "model.net.distortion_channels=[8,8,16,16,32]",
+               "model.net.head_hidden=16"],
 }
 # The tiny setting but another dataset than the synthetic one (whose own settings it drops).
 TINY_CSV = [o for o in TINY if not o.startswith("data.dataset.")]
@@ -42,11 +50,11 @@ TINY_DEPTH_ENCODER = ["model/backbone@model.depth_backbone=test_resnet"]
 def model_cases() -> dict[str, list[str]]:
     cases = {}
     for path in sorted(Path(CONFIG_DIR, "model").glob("*.yaml")):
-        cases[f"model={path.stem}"] = [*TINY, f"model={path.stem}", *NEEDS.get(path.stem, [])]
+        cases[f"model={path.stem}"] = [*TINY, f"model={path.stem}", *AT_TEST_SIZE.get(path.stem, [])]
     for path in sorted(Path(CONFIG_DIR, "ablation").glob("*/*.yaml")):
         model, name = path.parent.name, path.stem
         extra = TINY_DEPTH_ENCODER if name.startswith("depth_encoder_") else []
-        cases[f"ablation={model}/{name}"] = [*TINY, f"ablation={model}/{name}", *NEEDS.get(model, []), *extra]
+        cases[f"ablation={model}/{name}"] = [*TINY, f"ablation={model}/{name}", *AT_TEST_SIZE.get(model, []), *extra]
     for path in sorted(Path(CONFIG_DIR, "ablation").glob("*.yaml")):  # any model's: with the default one
         cases[f"ablation={path.stem}"] = [*TINY, f"ablation={path.stem}"]
     return cases
@@ -57,15 +65,15 @@ def configuration_cases(unlabelled_manifest: Path) -> dict[str, list[str]]:
     return {
         # No distortion-type labels (KonIQ, BIQ2021, ...): MFENet's type classifier gets no gradient.
         "mfenet, data without distortion labels": [
-            *TINY_CSV, "model=mfenet", "data=custom_csv", f"data.dataset.root={unlabelled_manifest.parent}",
+            *TINY_CSV, "model=mfenet", *AT_TEST_SIZE["mfenet"], "data=custom_csv", f"data.dataset.root={unlabelled_manifest.parent}",
             "data.dataset.csv_file=manifest.csv", "data.dataset.path_column=image",
             "data.dataset.score_column=score", "data.dataset.score_range=[0,1]",
             "data.dataset.reference_column=reference"],
         "pooled, frozen backbone": [*TINY, "model=pooled", "model.backbone.freeze=all"],
-        "lifeiqa, backbone frozen to stage 2": [*TINY, "model=lifeiqa", "model.backbone.freeze=2"],
-        "lifeiqa, feature cache": [*TINY, "model=lifeiqa", cache, "feature_cache.views=2"],
-        "mfenet, feature cache": [*TINY, "model=mfenet", cache, "feature_cache.views=2"],
-        "bfrd, feature cache": [*TINY, "model=bfrd", *NEEDS["bfrd"], cache, "feature_cache.views=2"],
+        "lifeiqa, backbone frozen to stage 2": [*TINY, "model=lifeiqa", *AT_TEST_SIZE["lifeiqa"], "model.backbone.freeze=2"],
+        "lifeiqa, feature cache": [*TINY, "model=lifeiqa", *AT_TEST_SIZE["lifeiqa"], cache, "feature_cache.views=2"],
+        "mfenet, feature cache": [*TINY, "model=mfenet", *AT_TEST_SIZE["mfenet"], cache, "feature_cache.views=2"],
+        "bfrd, feature cache": [*TINY, "model=bfrd", *AT_TEST_SIZE["bfrd"], cache, "feature_cache.views=2"],
         "ridge_probe, feature cache": [*TINY, "model=ridge_probe", cache, "feature_cache.views=2"],
     }
 
