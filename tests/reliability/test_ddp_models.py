@@ -56,8 +56,8 @@ def model_cases() -> dict[str, list[str]]:
         extra = TINY_DEPTH_ENCODER if name.startswith("depth_encoder_") else []
         cases[f"ablation={model}/{name}"] = [*TINY, f"ablation={model}/{name}", *AT_TEST_SIZE.get(model, []), *extra]
     for path in sorted(Path(CONFIG_DIR, "ablation").glob("*.yaml")):  # any model's: with the default one
-        # A fifth of the tiny training part, split over two ranks, is less than one batch of 4.
-        cases[f"ablation={path.stem}"] = [*TINY, f"ablation={path.stem}", "data.batch_size=2"]
+        # A fifth of the tiny training part is 4 images: 2 per rank, in batches of one image (two crops for BatchNorm).
+        cases[f"ablation={path.stem}"] = [*TINY, f"ablation={path.stem}", "data.batch_size=1", "data.train_crops.count=2"]
     return cases
 
 

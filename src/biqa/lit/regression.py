@@ -7,6 +7,7 @@ averages the K crop predictions per image before the metrics, which are computed
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -143,3 +144,7 @@ class QualityRegressor(L.LightningModule):
     # -- provenance -----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["biqa_config"] = self.run_config
+        # The training dataset's score scale, so that biqa-predict can report scores on it (MOS 1-5, 0-100, ...).
+        records = getattr(self.trainer.datamodule, "records", None)
+        if records is not None:
+            checkpoint["biqa_score_scale"] = asdict(records.scale)
