@@ -24,8 +24,8 @@ import torch.multiprocessing as mp
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from biqa.cli import CONFIG_DIR
-from biqa.engine import mixed_precision, without_pretrained_weights
+from biqa.config import CONFIG_DIR, without_pretrained_weights
+from biqa.engine import mixed_precision
 
 PAPER_BACKBONES = {"pooled": "swin_base", "transformer_decoder": "swin_base", "lifeiqa": "swin_base",
                    "dgiqa": "swin_tiny", "bfrd": "swin_tiny", "mfenet": "resnet50"}

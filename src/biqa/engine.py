@@ -10,18 +10,33 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from biqa.checks import check_compatibility, check_config
-from biqa.data.datamodule import IQADataModule
+from biqa.config import backbone_nodes, without_pretrained_weights
+from biqa.data.datasets.miniature import WRITERS, write_miniature
+from biqa.data.datasets.readers import READERS
+from biqa.data.loading.datamodule import IQADataModule
 from biqa.lit.regression import QualityRegressor
 from biqa.models.base import QualityModel
+from biqa.plots import scatter_plot
+from biqa.run_folder import (
+    EVAL_RESULT_FILE,
+    PREDICTIONS_FILE,
+    RESULT_FILE,
+    SCATTER_FILE,
+    last_checkpoint,
+    read_json,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
-BACKBONE_TARGET = "biqa.models.backbones.Backbone"
+CROSS_DATASET_READER = "biqa.data.datasets.cross_dataset.reader_by_name"
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule | None = None) -> L.Trainer:
@@ -36,6 +51,9 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
     if cfg.trainer.get("strategy") == "ddp" and getattr(getattr(module, "net", None), "has_conditional_parameters", False):
         # Only then: the search for the parameters a step did not use walks the autograd graph every step.
         options["strategy"] = "ddp_find_unused_parameters_true"
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:  # the resolved config is each run's config (W&B filters and groups runs by it)
+        logger.log_hyperparams(resolved)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir),
                        **options)
 
@@ -59,8 +77,14 @@ def speed_up(net: QualityModel, model_cfg: DictConfig) -> QualityModel:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Trains, selects the checkpoint on the validation part, tests it and writes the run's record; with
+    `fit=false`, tests `ckpt_path` as it is instead (e.g. on another dataset)."""
+    if not cfg.get("fit", True):
+        return test_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     check_config(cfg)
+    if cfg.get("rehearsal"):
+        cfg = rehearsal_config(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     if cfg.get("matmul_precision"):
@@ -70,8 +94,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     net: QualityModel = instantiate(cfg.model.net)
     losses = instantiate(cfg.model.losses)
     check_compatibility(net, datamodule, losses, cfg.model)
+    tell_losses_the_score_range(losses, datamodule)
     if cfg.get("feature_cache"):
-        from biqa.data.feature_cache import use_feature_cache
+        from biqa.data.derived.feature_cache import use_feature_cache
 
         datamodule = use_feature_cache(datamodule, net, cfg.feature_cache)
     module = build_module(cfg.model, speed_up(net, cfg.model), losses, cfg.optim, cfg)
@@ -79,7 +104,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         module.input_memory_format = torch.channels_last
     trainer = build_trainer(cfg, output_dir, module)
 
-    resume_from = cfg.get("ckpt_path") or (_last_checkpoint(output_dir) if cfg.get("resume") else None)
+    resume_from = cfg.get("ckpt_path") or (last_checkpoint(output_dir) if cfg.get("resume") else None)
     if resume_from:
         log.info("resuming from %s", resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
@@ -93,10 +118,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if trainer.is_global_zero:
-            from biqa.study.plots import scatter_plot
-
-            write_predictions(module, datamodule, output_dir / "test_predictions.csv")
-            scatter_plot(output_dir / "test_predictions.csv", output_dir / "test_scatter.png", title=output_dir.name)
+            write_predictions(module, datamodule, output_dir / PREDICTIONS_FILE)
+            scatter_plot(output_dir / PREDICTIONS_FILE, output_dir / SCATTER_FILE, title=output_dir.name)
     record = {
         "metrics": metrics,
         "checkpoint": best,
@@ -106,9 +129,39 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if trainer.is_global_zero:
-        (output_dir / "result.json").write_text(json.dumps(record, indent=1, default=str))
+        (output_dir / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test" if cfg.get("test") else "val", output_dir)
     return metrics
+
+
+def tell_losses_the_score_range(losses, datamodule: IQADataModule) -> None:
+    """Loss terms on the raw score scale (model.losses.score.scale=raw) learn the training dataset's range."""
+    if any(term is not None and term.needs_score_range for term in losses.values()):
+        scale = datamodule.load_records().scale
+        for term in filter(None, losses.values()):
+            term.use_score_range(abs(scale.high - scale.low))
+
+
+def rehearsal_config(cfg: DictConfig) -> DictConfig:
+    """`debug=rehearsal`: the run's config on miniature stand-ins of its datasets (written in their real
+    layouts, once, under rehearsal.root), with random weights and offline depth maps; changed in place, so
+    that the result record names the miniatures."""
+    rehearsal = cfg.rehearsal
+    with open_dict(cfg):
+        datasets = [cfg.data.dataset]
+        if cfg.data.get("test_dataset") is not None:
+            datasets.append(cfg.data.test_dataset)
+        for dataset in datasets:
+            reader = dataset.get("_target_")
+            if reader == CROSS_DATASET_READER:
+                reader = READERS[dataset.reader]
+            if reader in WRITERS:
+                folder = Path(rehearsal.root) / f"{reader.rsplit('.', 1)[-1]}_{rehearsal.images}_seed{cfg.seed}"
+                dataset.root = str(write_miniature(reader, folder, images=rehearsal.images, seed=cfg.seed))
+        if cfg.data.get("depth") is not None:
+            cfg.data.depth = rehearsal.depth
+        cfg.model.net = without_pretrained_weights(cfg.model.net)
+    return cfg
 
 
 def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_config) -> QualityRegressor:
@@ -151,30 +204,32 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         predictions = module.test_predictions
         metrics["test/plcc_logistic"] = fitted_plcc(predictions["pred"], predictions["score"])
     if trainer.is_global_zero:
+        write_predictions(module, datamodule, output_dir / PREDICTIONS_FILE)
+        scatter_plot(output_dir / PREDICTIONS_FILE, output_dir / SCATTER_FILE, title=output_dir.name)
         record = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), "part": part,
                   "num_images": len(getattr(datamodule.split, part)), "config": OmegaConf.to_container(cfg, resolve=True)}
-        (output_dir / "eval_result.json").write_text(json.dumps(record, indent=1, default=str))
+        (output_dir / EVAL_RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test", output_dir)
     return metrics
 
 
-def without_pretrained_weights(net_cfg: DictConfig) -> DictConfig:
-    """A copy of a model config whose backbones and pretrained encoders start from random weights (a
-    checkpoint overwrites them): evaluation and cost reports must not need a hub or the weight files."""
-    net_cfg = OmegaConf.create(OmegaConf.to_container(net_cfg, resolve=True))
+def test_checkpoint(cfg: DictConfig) -> dict[str, float]:
+    """Tests `ckpt_path` on the configured data and writes a run record beside the evaluation's, carrying the
+    parameter counts and provenance of the run that trained the checkpoint."""
+    if not cfg.get("ckpt_path"):
+        raise ValueError("fit=false tests a trained checkpoint: give ckpt_path=PATH (a biqa-train checkpoint)")
+    metrics = evaluate(cfg)
+    trained = read_json(Path(cfg.ckpt_path).parents[1] / RESULT_FILE) or {}
+    record = {"metrics": metrics, "checkpoint": cfg.ckpt_path, "parameters": trained.get("parameters"),
+              "provenance": {**(trained.get("provenance") or {}), "tested_on": _data_choice()},
+              "config": OmegaConf.to_container(cfg, resolve=True)}
+    if rank_zero_only.rank == 0:
+        write_json(Path(cfg.paths.output_dir) / RESULT_FILE, record)
+    return metrics
 
-    def strip(node: Any) -> None:
-        if isinstance(node, DictConfig):
-            if node.get("_target_") == BACKBONE_TARGET:
-                node.weights = "none"
-            if node.get("distortion_checkpoint") is not None:
-                node.distortion_checkpoint = None
-                node.allow_untrained_encoder = True
-            for value in node.values():
-                strip(value)
 
-    strip(net_cfg)
-    return net_cfg
+def _data_choice() -> str | None:
+    return HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
 
 
 def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path: Path) -> None:
@@ -197,17 +252,10 @@ def parameter_counts(net: QualityModel) -> dict[str, int]:
 
 
 def provenance(cfg: DictConfig, datamodule: IQADataModule) -> dict[str, Any]:
-    weights = sorted({str(node.get("weights")) for node in _backbone_nodes(cfg.model)})
+    weights = sorted({str(node.get("weights")) for node in backbone_nodes(cfg.model)})
     depth = getattr(datamodule.depth_provider, "name", None)
     return {"git_commit": _git_commit(), "backbone_weights": weights, "depth_provider": depth,
             "torch": torch.__version__, "dataset": datamodule.records.name if datamodule.records else None}
-
-
-def _backbone_nodes(node: Any) -> list[DictConfig]:
-    if not isinstance(node, DictConfig):
-        return []
-    found = [node] if node.get("_target_") == BACKBONE_TARGET else []
-    return found + [n for value in node.values() for n in _backbone_nodes(value)]
 
 
 def _git_commit() -> str | None:
@@ -216,13 +264,6 @@ def _git_commit() -> str | None:
                               cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-def _last_checkpoint(output_dir: Path) -> str | None:
-    """The newer of checkpoints/last.ckpt and the mid-epoch checkpoint saved when Slurm warned of the job's end
-    (`hpc_ckpt_<n>.ckpt`, biqa.lit.slurm)."""
-    saved = [p for p in [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
-    return str(max(saved, key=lambda p: p.stat().st_mtime_ns)) if saved else None
 
 
 def print_metrics(metrics: dict[str, float], stage: str, output_dir: Path) -> None:

@@ -19,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from biqa.data.crops import CropDataset, CropSpec, ImageDecodeError
-from biqa.data.records import ImageRecord, ScoreScale
-from biqa.engine import mixed_precision, without_pretrained_weights
+from biqa.config import without_pretrained_weights
+from biqa.data.datasets.records import ImageRecord, ScoreScale
+from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError
+from biqa.engine import mixed_precision
 from biqa.lit.losses import ScoreLoss
 from biqa.lit.regression import QualityRegressor
 from biqa.models.base import QualityModel

@@ -19,7 +19,7 @@ import torch
 import yaml
 from tests.reliability.conftest import REPO, RUN, cli_env
 
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 from biqa.engine import train
 
 # 6 steps per epoch, 12 in all; dropout makes the result depend on the random generators' state too.

