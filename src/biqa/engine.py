@@ -45,10 +45,35 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
         # A closed-form fit has no learning rate to monitor, and Lightning refuses the monitor without one.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    options = {}
+    if cfg.trainer.get("precision") == "mixed":
+        options["precision"] = mixed_precision(cfg.trainer.get("accelerator"))
+    if cfg.trainer.get("strategy") == "ddp" and getattr(getattr(module, "net", None), "has_conditional_parameters", False):
+        # Only then: the search for the parameters a step did not use walks the autograd graph every step.
+        options["strategy"] = "ddp_find_unused_parameters_true"
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:  # the resolved config is each run's config (W&B filters and groups runs by it)
         logger.log_hyperparams(resolved)
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir),
+                       **options)
+
+
+def mixed_precision(accelerator: str | None) -> str:
+    """`trainer.precision=mixed`: bf16 autocast on a GPU that supports it (no loss scaling, fp32's range),
+    else fp16 with loss scaling; full precision without a GPU, where autocast rarely pays."""
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def speed_up(net: QualityModel, model_cfg: DictConfig) -> QualityModel:
+    """`model.channels_last` (NHWC weights; the module feeds NHWC crops) and `model.compile` (torch.compile, in
+    place, so checkpoints keep the plain parameter names)."""
+    if model_cfg.get("channels_last"):
+        net = net.to(memory_format=torch.channels_last)
+    if model_cfg.get("compile"):
+        net.compile()
+    return net
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -62,6 +87,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg = rehearsal_config(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
+    if cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: IQADataModule = instantiate(cfg.data)
     net: QualityModel = instantiate(cfg.model.net)
@@ -74,7 +101,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         from biqa.data.derived.feature_cache import use_feature_cache
 
         datamodule = use_feature_cache(datamodule, net, cfg.feature_cache)
-    module = build_module(cfg.model, net, losses, cfg.optim, cfg)
+    module = build_module(cfg.model, speed_up(net, cfg.model), losses, cfg.optim, cfg)
+    if cfg.model.get("channels_last"):
+        module.input_memory_format = torch.channels_last
     trainer = build_trainer(cfg, output_dir, module)
 
     resume_from = cfg.get("ckpt_path") or (last_checkpoint(output_dir) if cfg.get("resume") else None)

@@ -7,6 +7,7 @@ averages the K crop predictions per image before the metrics, which are computed
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class QualityRegressor(L.LightningModule):
         self.run_config = OmegaConf.to_container(run_config, resolve=True) if isinstance(run_config, DictConfig) else run_config
         self.metrics = torch.nn.ModuleDict({"val": QualityMetrics(), "test": QualityMetrics()})
         self.test_predictions: dict[str, torch.Tensor] = {}
+        # torch.channels_last with model.channels_last: NHWC crops for an NHWC model.
+        self.input_memory_format = torch.contiguous_format
 
     # -- data -----------------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
@@ -66,6 +69,9 @@ class QualityRegressor(L.LightningModule):
     def forward_crops(self, batch: Batch) -> tuple[QualityOutput, Batch]:
         """Run the net on all B*K crops; returns the output and the batch's labels repeated per crop."""
         inputs, k = self.flat_crops(batch)
+        for key in ("images", "depth"):
+            if key in inputs:
+                inputs[key] = inputs[key].contiguous(memory_format=self.input_memory_format)
         output = self.net(inputs.pop("images", None), **inputs)
         per_crop = {key: batch[key].repeat_interleave(k) for key in PER_CROP_KEYS if key in batch}
         return output, per_crop
@@ -131,6 +137,10 @@ class QualityRegressor(L.LightningModule):
     # -- provenance -----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["biqa_config"] = self.run_config
+        # The training dataset's score scale, so that biqa-predict can report scores on it (MOS 1-5, 0-100, ...).
+        records = getattr(self.trainer.datamodule, "records", None)
+        if records is not None:
+            checkpoint["biqa_score_scale"] = asdict(records.scale)
 
 
 def load_checkpoint(path: str | Path) -> tuple[QualityRegressor, DictConfig]:
