@@ -21,7 +21,7 @@ from biqa.config import backbone_nodes, without_pretrained_weights
 from biqa.data.datasets.miniature import WRITERS, write_miniature
 from biqa.data.datasets.readers import READERS
 from biqa.data.loading.datamodule import IQADataModule
-from biqa.lit.regression import QualityRegressor
+from biqa.lit.regression import QualityRegressor, load_checkpoint, load_net_weights, read_checkpoint
 from biqa.models.base import QualityModel
 from biqa.plots import scatter_plot
 from biqa.run_folder import (
@@ -92,6 +92,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule: IQADataModule = instantiate(cfg.data)
     net: QualityModel = instantiate(cfg.model.net)
+    if cfg.model.get("init_from"):
+        load_net_weights(net, read_checkpoint(cfg.model.init_from), f"model.init_from={cfg.model.init_from}")
     losses = instantiate(cfg.model.losses)
     check_compatibility(net, datamodule, losses, cfg.model)
     tell_losses_the_score_range(losses, datamodule)
@@ -176,20 +178,13 @@ def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_co
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild the checkpoint's model (and, unless `data=` is given, its data and split) and test it."""
-    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-    stored = checkpoint.get("biqa_config")
-    if stored is None:
-        raise ValueError(f"{cfg.ckpt_path} has no biqa_config: it was not written by biqa-train")
-    stored = OmegaConf.create(stored)
+    module, stored = load_checkpoint(cfg.ckpt_path)
     data_cfg = cfg.data if cfg.get("data") is not None else stored.data
     if cfg.get("data") is None and cfg.get("dataset_root"):
         data_cfg.dataset.root = cfg.dataset_root
     output_dir = Path(cfg.paths.output_dir)
     # The split file and any skipped-rows list go to this evaluation's folder, not the training run's.
     datamodule: IQADataModule = instantiate(data_cfg, run_dir=str(output_dir))
-    net = instantiate(without_pretrained_weights(stored.model.net))
-    module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.optim, run_config=stored)
-    module.load_state_dict(checkpoint["state_dict"])
     trainer = build_trainer(cfg, output_dir)
     datamodule.setup("test")
     part = cfg.get("part", "test")
@@ -211,6 +206,26 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         (output_dir / EVAL_RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test", output_dir)
     return metrics
+
+
+
+def import_authors(cfg: DictConfig) -> Path:
+    """biqa-import-authors: an authors' Life-IQA / DGIQA file -> a biqa checkpoint (network weights and the
+    composed run config, with the authors' test-time crops as its evaluation crops)."""
+    from biqa.models.authors import import_authors_checkpoint
+
+    overrides = [f"+data/eval_crops=authors_{cfg.authors_model}", *cfg.overrides]
+    net, run_cfg, imported = import_authors_checkpoint(cfg.input, cfg.authors_model, cfg.allow_pickle, overrides)
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    description = (f"the authors' {cfg.authors_model} weights from {Path(cfg.input).name} "
+                   f"({imported['layout']}, {imported['authors_keys']} keys)")
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "biqa_config": OmegaConf.to_container(run_cfg, resolve=True),
+                "imported_from": imported, "description": description}, output)
+    architecture = ", ".join(f"{k} {v}" for k, v in imported["architecture"].items() if v is not None)
+    print(f"imported {description}: {architecture}; every key used once -> {output}", flush=True)
+    return output
 
 
 def test_checkpoint(cfg: DictConfig) -> dict[str, float]:

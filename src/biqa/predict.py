@@ -19,13 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from biqa.config import without_pretrained_weights
 from biqa.data.datasets.records import ImageRecord, ScoreScale
 from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError
 from biqa.engine import mixed_precision
 from biqa.lit.losses import ScoreLoss
-from biqa.lit.regression import QualityRegressor
+from biqa.lit.regression import QualityRegressor, net_from_checkpoint, read_checkpoint
 from biqa.models.base import QualityModel
+from biqa.models.pretrained import default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,15 @@ def folder_records(input_dir: Path) -> list[ImageRecord]:
 
 
 def load_net(cfg: DictConfig) -> tuple[QualityModel, CropSpec, dict[str, Any]]:
-    """The checkpoint's model with its weights (and the checkpoint, for its run's config and score scale), or
-    the configured default model with an untrained head."""
-    if cfg.get("ckpt_path"):
-        checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-        stored = OmegaConf.create(checkpoint["biqa_config"])
-        net = instantiate(without_pretrained_weights(stored.model.net))
-        state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-        net.load_state_dict(state)
-        return net, CropSpec(**(stored.data.get("eval_crops") or cfg.crops)), checkpoint
-    log.warning("no ckpt_path given: scoring with the default model and an UNTRAINED head; "
-                "the scores are not quality predictions. Pass ckpt_path=PATH from a biqa-train run.")
-    print("WARNING: no checkpoint - untrained head, scores are meaningless", flush=True)
-    return instantiate(cfg.model.net), CropSpec(**cfg.crops), {}
+    """The checkpoint's model with its weights and evaluation crops (and the checkpoint, for its run's config
+    and score scale); without ckpt_path, the trained default that ships with biqa (biqa.models.pretrained)."""
+    path = cfg.get("ckpt_path") or default_checkpoint()
+    checkpoint = read_checkpoint(path)
+    if not cfg.get("ckpt_path"):
+        print(f"no ckpt_path given: scoring with biqa's shipped default model, "
+              f"{checkpoint.get('description', '')} ({path})", flush=True)
+    stored = OmegaConf.create(checkpoint["biqa_config"])
+    return net_from_checkpoint(checkpoint, str(path)), CropSpec(**(stored.data.get("eval_crops") or cfg.crops)), checkpoint
 
 
 def depth_provider(cfg: DictConfig, net: QualityModel, checkpoint: dict[str, Any], records: list[ImageRecord]):
@@ -85,7 +81,7 @@ def depth_provider(cfg: DictConfig, net: QualityModel, checkpoint: dict[str, Any
     provider_cfg = cfg.get("depth") or OmegaConf.create(checkpoint.get("biqa_config") or {}).get("data", {}).get("depth")
     if provider_cfg is None:
         raise ValueError(f"{type(net).__name__} needs depth maps and its checkpoint names no depth provider: pass "
-                         "depth={_target_: biqa.data.depth.FolderDepthProvider, root: DIR} or another provider config")
+                         "depth={_target_: biqa.data.derived.depth.FolderDepthProvider, root: DIR} or another provider config")
     provider = instantiate(provider_cfg)
     provider.prepare([record for record in records if _decodes(record.path)])  # the others are reported
     return provider
