@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from tests.reliability.conftest import REPO, RUN, cli_env, run_cli
+from tests.reliability.conftest import REPO, RUN, cli_env, run_cli, wait_for_marker
 
 pytestmark = pytest.mark.slow
 
@@ -85,11 +85,7 @@ def test_ddp_training_data_shards_reshuffles_repeats_and_resumes(tmp_path, share
     killed = subprocess.Popen([sys.executable, "-m", "biqa.cli.train", *killed_command], cwd=REPO, env=cli_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 600
-        while not marker.exists():
-            assert killed.poll() is None, f"the run ended before it was killed:\n{killed.stderr.read()}"
-            assert time.monotonic() < deadline, "the run never reached the step where it is killed"
-            time.sleep(0.2)
+        wait_for_marker(marker, killed, timeout=600)
         time.sleep(1)  # the other rank reaches the same batch and waits for this one
         os.killpg(killed.pid, signal.SIGKILL)
         killed.wait(timeout=60)

@@ -17,7 +17,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from tests.reliability.conftest import REPO, RUN, cli_env
+from tests.reliability.conftest import REPO, RUN, cli_env, wait_for_marker
 
 from biqa.config import CONFIG_DIR
 from biqa.engine import train
@@ -78,11 +78,7 @@ def test_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_to_the_uninte
     job = subprocess.Popen(command, cwd=REPO, env=slurm_env(fake_bin), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 300
-        while not marker.exists():
-            assert job.poll() is None, f"the job ended before the signal:\n{job.stderr.read()}"
-            assert time.monotonic() < deadline, "the job never reached the step where it is signalled"
-            time.sleep(0.2)
+        wait_for_marker(marker, job)
         os.kill(job.pid, signal.SIGUSR1)
         go.write_text("")
         assert job.wait(timeout=120) == -signal.SIGKILL, job.stderr.read()
