@@ -12,10 +12,12 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from biqa.checks import check_compatibility, check_config
 from biqa.data.datamodule import IQADataModule
+from biqa.lit.checkpoint_io import AtomicCheckpointIO
 from biqa.lit.regression import QualityRegressor
 from biqa.models.base import QualityModel
 
@@ -30,7 +32,12 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
         # A closed-form fit has no learning rate to monitor, and Lightning refuses the monitor without one.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    # Checkpoints written through a temporary file renamed into place: a kill never tears last.ckpt.
+    plugins = [instantiate(p) if isinstance(p, DictConfig) else p for p in cfg.trainer.get("plugins") or []]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir),
+                       plugins=plugins)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

@@ -19,11 +19,14 @@ class ExactResume(L.Callback):
       before the first batch is fetched;
     - the process's random generators (torch, CUDA, NumPy, Python), saved in every checkpoint and restored
       just before the first training batch, so dropout masks and any other draw continue as in the
-      uninterrupted run (restored earlier, they would be moved on by the draws that starting a run makes).
+      uninterrupted run (restored earlier, they would be moved on by the draws that starting a run makes);
+    - the last validation's metrics, for a run resumed from its final checkpoint (killed while testing):
+      its fit has nothing left to do and would otherwise report no validation metrics.
     """
 
     def __init__(self) -> None:
         self.pending_random_state: dict[str, Any] | None = None
+        self.validation_metrics: dict[str, float] = {}
 
     def state_dict(self) -> dict[str, Any]:
         numpy_state = np.random.get_state()
@@ -32,13 +35,27 @@ class ExactResume(L.Callback):
             # Tensors and plain Python values only, so that checkpoints load with torch.load(weights_only=True).
             "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
             "python": random.getstate(),
+            "validation_metrics": dict(self.validation_metrics),
         }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.pending_random_state = state_dict
+        state = dict(state_dict)
+        self.validation_metrics = state.pop("validation_metrics", {})
+        self.pending_random_state = state
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Runs before the checkpoint callbacks' on_validation_end (Lightning calls those last), so the
+        # epoch's checkpoint carries the metrics it was selected on.
+        if not trainer.sanity_checking:
+            self.validation_metrics = {name: float(value) for name, value in trainer.callback_metrics.items()
+                                       if name.startswith("val/")}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for name, value in self.validation_metrics.items():
+            trainer.callback_metrics.setdefault(name, torch.tensor(value))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A no-op unless the run restarts mid-epoch with loader states in its checkpoint, or once Lightning
