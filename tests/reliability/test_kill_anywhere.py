@@ -33,17 +33,29 @@ SETTING = [o for o in RUN if not o.startswith(("data.num_workers=", "data.persis
 
 
 def kill_points(events: list[dict], seed: int) -> dict[str, int]:
-    """One event drawn at random from each phase: training before the first checkpoint, training after it,
+    """One event drawn at random from each phase: training before the first checkpoint, training resumed
+    from a mid-epoch checkpoint, training resumed from an epoch's last checkpoint (taken after validation),
     validation, test, and a checkpoint save."""
+    def train_after_checkpoint(epoch_end: bool) -> list[dict]:
+        chosen, last_checkpoint = [], None
+        for event in events:
+            if event["phase"] == "checkpoint":
+                last_checkpoint = event
+            elif event["phase"] == "train" and last_checkpoint is not None:
+                if (last_checkpoint["epoch"] < event["epoch"]) == epoch_end:
+                    chosen.append(event)
+        return chosen
+
     first_checkpoint = next(e["event"] for e in events if e["phase"] == "checkpoint")
-    draw = random.Random(seed)
     phases = {
         "train before the first checkpoint": [e for e in events if e["phase"] == "train" and e["event"] < first_checkpoint],
-        "train": [e for e in events if e["phase"] == "train" and e["event"] > first_checkpoint],
+        "train mid-epoch": train_after_checkpoint(epoch_end=False),
+        "train after an epoch end": train_after_checkpoint(epoch_end=True),
         "validate": [e for e in events if e["phase"] == "validate"],
         "test": [e for e in events if e["phase"] == "test"],
         "checkpoint save": [e for e in events if e["phase"] == "checkpoint"],
     }
+    draw = random.Random(seed)
     return {phase: draw.choice(candidates)["event"] for phase, candidates in phases.items()}
 
 
@@ -60,7 +72,8 @@ def reference(tmp_path_factory) -> tuple[Path, list[str], dict[str, float], list
 # crops are functions of the seed and the epoch).
 @pytest.mark.parametrize("phase, workers", [
     ("train before the first checkpoint", "data.num_workers=0"),
-    ("train", "data.num_workers=2"),
+    ("train mid-epoch", "data.num_workers=2"),
+    ("train after an epoch end", "data.num_workers=0"),
     ("validate", "data.num_workers=2"),
     ("test", "data.num_workers=0"),
     ("checkpoint save", "data.num_workers=0"),
@@ -95,7 +108,7 @@ def test_a_ddp_run_killed_on_one_or_both_ranks_resumes_to_the_uninterrupted_metr
     scheduler ends what remains of a job."""
     folder, overrides, metrics, events = ddp_reference
     name = f"killed_ranks_{ranks.replace(',', '_')}"
-    row = harness.kill_and_resume(overrides, folder / name, metrics, kill_at=kill_points(events, seed=1)["train"],
+    row = harness.kill_and_resume(overrides, folder / name, metrics, kill_at=kill_points(events, seed=1)["train mid-epoch"],
                                   ranks=ranks)
     assert row["resumed_exit"] == 0, (folder / f"{name}.log").read_text()[-3000:]
     assert row["phase"].startswith("train") and row["resumed_from"] != "start", row
