@@ -17,9 +17,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR, without_pretrained_weights
 from biqa.cost import count_parameters
-from biqa.engine import without_pretrained_weights
 
 CONF = Path(CONFIG_DIR)
 

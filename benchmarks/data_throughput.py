@@ -40,10 +40,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from biqa.data.crops import cut_crops
-from biqa.data.datamodule import IQADataModule
-from biqa.data.readers.biq2021 import BIQ2021
-from biqa.data.records import DatasetRecords
+from biqa.data.datasets.readers.biq2021 import BIQ2021
+from biqa.data.datasets.records import DatasetRecords
+from biqa.data.loading.crops import cut_crops
+from biqa.data.loading.datamodule import IQADataModule
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

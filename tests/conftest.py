@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 
 # Two test processes share two cores: more threads per process only thrash.
 torch.set_num_threads(1)

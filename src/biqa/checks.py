@@ -7,17 +7,16 @@ the built model, data and loss terms. Each raises one `ConfigError` listing ever
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from biqa.lit.losses import DistortionTypeLoss, LossTerm
+from biqa.models.backbones import DEFAULT_OUT_INDICES
+from biqa.models.base import QualityModel
 
 log = logging.getLogger(__name__)
-
-DEFAULT_OUT_INDICES = (0, 1, 2, 3)
-"""`biqa.models.backbones.Backbone`'s default, for backbone configs that do not list out_indices."""
-
 
 class ConfigError(ValueError):
     def __init__(self, problems: Sequence[str]):
@@ -66,14 +65,17 @@ def _hydra_choices() -> Mapping[str, str | None]:
     return HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
 
 
-# -- backbone stages a decoder taps ---------------------------------------------------------------------------
+# -- backbone stages a decoder taps (each model states its own rule) -----------------------------------------
 
 def _stage_problems(model: DictConfig) -> list[str]:
     net = model.get("net")
-    if net is None:
+    if net is None or net.get("_target_") is None:
         return []
-    rule = STAGE_RULES.get(net.get("_target_"))
-    if rule is None:
+    try:
+        model_class = get_class(net.get("_target_"))
+    except (ImportError, ValueError):  # an unimportable target is Hydra's to report, at instantiation
+        return []
+    if not isinstance(model_class, type) or not issubclass(model_class, QualityModel):
         return []
     backbones = {"model.backbone": net.get("backbone")}
     if net.get("depth_backbone") is not None:
@@ -83,53 +85,10 @@ def _stage_problems(model: DictConfig) -> list[str]:
         if backbone is None:
             continue
         out_indices = list(backbone.get("out_indices") or DEFAULT_OUT_INDICES)
-        problem = rule(net, where, out_indices)
+        problem = model_class.stage_problem(net, where, out_indices)
         if problem:
             problems.append(problem)
     return problems
-
-
-def _tapped_stages(net: DictConfig, where: str, out_indices: list[int]) -> str | None:
-    """Life-IQA and the Transformer-decoder baseline read `stages`: positions in the backbone's outputs."""
-    stages = list(net.get("stages") or [])
-    count = len(out_indices)
-    if all(-count <= i < count for i in stages):
-        return None
-    needed = max(i + 1 if i >= 0 else -i for i in stages)
-    return (f"{_short(net)} taps model.net.stages={stages} of the backbone's outputs, but {where}.out_indices="
-            f"{out_indices} gives only {count}: give the backbone at least {needed} out_indices "
-            f"(e.g. {where}.out_indices={list(DEFAULT_OUT_INDICES)}, the default)")
-
-
-def _one_bridge_per_stage(net: DictConfig, where: str, out_indices: list[int]) -> str | None:
-    """DGIQA bridges every backbone output with one width of `bridge_channels`."""
-    widths = list(net.get("bridge_channels") or [])
-    if len(widths) == len(out_indices):
-        return None
-    return (f"{_short(net)} bridges every backbone output (model.net.bridge_channels={widths}, one width per "
-            f"stage), but {where}.out_indices={out_indices} gives {len(out_indices)}: give the backbone "
-            f"{len(widths)} out_indices (e.g. {where}.out_indices={list(DEFAULT_OUT_INDICES)[:len(widths)]}) "
-            f"or list {len(out_indices)} widths in model.net.bridge_channels")
-
-
-def _fused_pyramid(net: DictConfig, where: str, out_indices: list[int]) -> str | None:
-    """BFRD fuses the backbone's outputs top-down and bottom-up: a pyramid needs two levels (the paper: four)."""
-    if len(out_indices) >= 2:
-        return None
-    return (f"{_short(net)} fuses a pyramid of backbone stages (the paper: four), but {where}.out_indices="
-            f"{out_indices} gives {len(out_indices)}: set {where}.out_indices={list(DEFAULT_OUT_INDICES)}")
-
-
-def _short(net: DictConfig) -> str:
-    return str(net.get("_target_")).rsplit(".", 1)[-1]
-
-
-STAGE_RULES: dict[str, Callable[[DictConfig, str, list[int]], str | None]] = {
-    "biqa.models.lifeiqa.LifeIQA": _tapped_stages,
-    "biqa.models.transformer_decoder.TransformerDecoderBaseline": _tapped_stages,
-    "biqa.models.dgiqa.DGIQA": _one_bridge_per_stage,
-    "biqa.models.bfrd.BFRD": _fused_pyramid,
-}
 
 
 # -- what the model needs from the data ----------------------------------------------------------------------

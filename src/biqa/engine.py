@@ -16,15 +16,21 @@ from lightning.pytorch.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from biqa.checks import check_compatibility, check_config
-from biqa.data.datamodule import IQADataModule
+from biqa.config import backbone_nodes, without_pretrained_weights
+from biqa.data.loading.datamodule import IQADataModule
 from biqa.lit.checkpoint_io import AtomicCheckpointIO
 from biqa.lit.regression import QualityRegressor
 from biqa.models.base import QualityModel
+from biqa.plots import scatter_plot
+from biqa.run_folder import (
+    EVAL_RESULT_FILE,
+    PREDICTIONS_FILE,
+    RESULT_FILE,
+    SCATTER_FILE,
+    last_checkpoint,
+)
 
 log = logging.getLogger(__name__)
-
-BACKBONE_TARGET = "biqa.models.backbones.Backbone"
-
 
 def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule | None = None) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -51,13 +57,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     losses = instantiate(cfg.model.losses)
     check_compatibility(net, datamodule, losses, cfg.model)
     if cfg.get("feature_cache"):
-        from biqa.data.feature_cache import use_feature_cache
+        from biqa.data.derived.feature_cache import use_feature_cache
 
         datamodule = use_feature_cache(datamodule, net, cfg.feature_cache)
     module = build_module(cfg.model, net, losses, cfg.optim, cfg)
     trainer = build_trainer(cfg, output_dir, module)
 
-    resume_from = cfg.get("ckpt_path") or (_last_checkpoint(output_dir) if cfg.get("resume") else None)
+    resume_from = cfg.get("ckpt_path") or (last_checkpoint(output_dir) if cfg.get("resume") else None)
     if resume_from:
         log.info("resuming from %s", resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
@@ -71,10 +77,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if trainer.is_global_zero:
-            from biqa.study.plots import scatter_plot
-
-            write_predictions(module, datamodule, output_dir / "test_predictions.csv")
-            scatter_plot(output_dir / "test_predictions.csv", output_dir / "test_scatter.png", title=output_dir.name)
+            write_predictions(module, datamodule, output_dir / PREDICTIONS_FILE)
+            scatter_plot(output_dir / PREDICTIONS_FILE, output_dir / SCATTER_FILE, title=output_dir.name)
     record = {
         "metrics": metrics,
         "checkpoint": best,
@@ -84,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if trainer.is_global_zero:
-        (output_dir / "result.json").write_text(json.dumps(record, indent=1, default=str))
+        (output_dir / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test" if cfg.get("test") else "val", output_dir)
     return metrics
 
@@ -131,28 +135,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         record = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), "part": part,
                   "num_images": len(getattr(datamodule.split, part)), "config": OmegaConf.to_container(cfg, resolve=True)}
-        (output_dir / "eval_result.json").write_text(json.dumps(record, indent=1, default=str))
+        (output_dir / EVAL_RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test", output_dir)
     return metrics
-
-
-def without_pretrained_weights(net_cfg: DictConfig) -> DictConfig:
-    """A copy of a model config whose backbones and pretrained encoders start from random weights (a
-    checkpoint overwrites them): evaluation and cost reports must not need a hub or the weight files."""
-    net_cfg = OmegaConf.create(OmegaConf.to_container(net_cfg, resolve=True))
-
-    def strip(node: Any) -> None:
-        if isinstance(node, DictConfig):
-            if node.get("_target_") == BACKBONE_TARGET:
-                node.weights = "none"
-            if node.get("distortion_checkpoint") is not None:
-                node.distortion_checkpoint = None
-                node.allow_untrained_encoder = True
-            for value in node.values():
-                strip(value)
-
-    strip(net_cfg)
-    return net_cfg
 
 
 def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path: Path) -> None:
@@ -175,17 +160,10 @@ def parameter_counts(net: QualityModel) -> dict[str, int]:
 
 
 def provenance(cfg: DictConfig, datamodule: IQADataModule) -> dict[str, Any]:
-    weights = sorted({str(node.get("weights")) for node in _backbone_nodes(cfg.model)})
+    weights = sorted({str(node.get("weights")) for node in backbone_nodes(cfg.model)})
     depth = getattr(datamodule.depth_provider, "name", None)
     return {"git_commit": _git_commit(), "backbone_weights": weights, "depth_provider": depth,
             "torch": torch.__version__, "dataset": datamodule.records.name if datamodule.records else None}
-
-
-def _backbone_nodes(node: Any) -> list[DictConfig]:
-    if not isinstance(node, DictConfig):
-        return []
-    found = [node] if node.get("_target_") == BACKBONE_TARGET else []
-    return found + [n for value in node.values() for n in _backbone_nodes(value)]
 
 
 def _git_commit() -> str | None:
@@ -194,11 +172,6 @@ def _git_commit() -> str | None:
                               cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-def _last_checkpoint(output_dir: Path) -> str | None:
-    last = output_dir / "checkpoints" / "last.ckpt"
-    return str(last) if last.exists() else None
 
 
 def print_metrics(metrics: dict[str, float], stage: str, output_dir: Path) -> None:

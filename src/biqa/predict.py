@@ -14,9 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from biqa.data.crops import CropDataset, CropSpec, ImageDecodeError
-from biqa.data.records import ImageRecord
-from biqa.engine import without_pretrained_weights
+from biqa.config import without_pretrained_weights
+from biqa.data.datasets.records import ImageRecord
+from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from biqa.cli import CONFIG_DIR, run_name
+from biqa.config import CONFIG_DIR, run_name
 
 CONF = Path(CONFIG_DIR)
 GROUPS = ["model", "model/backbone", "data", "data/depth", "optim", "trainer", "callbacks", "logger", "debug",

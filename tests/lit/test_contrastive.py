@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from biqa.data.distortions import DISTORTION_NAMES
+from biqa.data.datasets.distortions import DISTORTION_NAMES
 from biqa.lit.contrastive import (
     DistortedViews,
     DistortionContrastive,
@@ -105,7 +105,7 @@ def test_reference_images_from_a_folder_plus_dead_leaves(tmp_path):
 
 
 def test_unseen_skimage_photos_leave_out_the_synthetic_datasets_photos():
-    from biqa.data.synthetic import COLOUR_SOURCES, GREY_SOURCES
+    from biqa.data.datasets.synthetic import COLOUR_SOURCES, GREY_SOURCES
 
     photos = _skimage_photos()
     unseen = [name for name in photos if name not in set(COLOUR_SOURCES) | set(GREY_SOURCES)]

@@ -15,10 +15,11 @@ import torch
 from tests.reliability.conftest import run_cli
 from tests.reliability.corpus import IMAGE_CASES, good, write_corpus
 
-from biqa.data.crops import CropDataset, CropSpec, ImageDecodeError, load_rgb
-from biqa.data.readers.custom_csv import CustomCSV
-from biqa.data.records import ImageRecord
-from biqa.data.validation import SKIPPED_FILE, DatasetValidationError, validate
+from biqa.data.datasets.readers.custom_csv import CustomCSV
+from biqa.data.datasets.records import ImageRecord
+from biqa.data.datasets.validation import DatasetValidationError, validate
+from biqa.data.loading.crops import CropDataset, CropSpec, ImageDecodeError, load_rgb
+from biqa.run_folder import SKIPPED_FILE
 
 DECODABLE = [case for case in IMAGE_CASES if case.error is None]
 BROKEN = [case for case in IMAGE_CASES if case.error is not None]

@@ -11,7 +11,7 @@ from PIL import Image
 from tests.reliability.conftest import RUN
 
 from biqa.checks import ConfigError, check_config
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 from biqa.engine import train
 
 ABLATIONS = sorted(Path(CONFIG_DIR, "ablation").glob("*/*.yaml"))

@@ -10,8 +10,8 @@ import pytest
 from omegaconf import open_dict
 from tests.reliability.conftest import RUN
 
-from biqa.data.records import DatasetRecords, ImageRecord, ScoreScale
-from biqa.data.splits import make_split
+from biqa.data.datasets.records import DatasetRecords, ImageRecord, ScoreScale
+from biqa.data.datasets.splits import make_split
 from biqa.engine import train
 
 pytestmark = pytest.mark.slow

@@ -78,36 +78,36 @@ def write_photos(folder: Path, count: int = 6) -> list[Path]:
 
 def test_synthetic_data(tmp_path):
     code = """
-        from biqa.data.synthetic import SyntheticIQA
+        from biqa.data.datasets.synthetic import SyntheticIQA
         SyntheticIQA("{root}", num_references=2, image_size=48, levels=2, workers=1,
                      distortions=["gaussian_blur", "gaussian_noise", "jpeg"])()
     """
     # A build writes into a private folder renamed into place when complete: after a kill the re-run
     # builds the dataset again, and the dataset's folder holds exactly the uninterrupted build's files.
-    killed_then_resumed_matches_uninterrupted(code, tmp_path, "biqa.data.synthetic:distort", 5, ".")
+    killed_then_resumed_matches_uninterrupted(code, tmp_path, "biqa.data.datasets.synthetic:distort", 5, ".")
 
 
 def test_image_cache(tmp_path):
     photos = write_photos(tmp_path / "photos")
     code = f"""
-        from biqa.data.cache import ResizedImageCache
+        from biqa.data.loading.cache import ResizedImageCache
         ResizedImageCache("{{root}}", resize=32).prepare({[str(p) for p in photos]!r}, num_workers=1)
     """
     # Entries are renamed into place one by one: the re-run stores only those the killed build had not.
-    killed_then_resumed_matches_uninterrupted(code, tmp_path, "biqa.data.cache:decode_resized", 3, "short32-draft")
+    killed_then_resumed_matches_uninterrupted(code, tmp_path, "biqa.data.loading.cache:decode_resized", 3, "short32-draft")
 
 
 def test_depth_maps(tmp_path):
     photos = write_photos(tmp_path / "photos")
     code = f"""
         from pathlib import Path
-        from biqa.data.depth import NotLearnedDepthFallback
-        from biqa.data.records import ImageRecord
+        from biqa.data.derived.depth import NotLearnedDepthFallback
+        from biqa.data.datasets.records import ImageRecord
         records = [ImageRecord(Path(p), 0.5, 0.5, Path(p).name) for p in {[str(p) for p in photos]!r}]
         NotLearnedDepthFallback(cache_dir="{{root}}", batch_size=1).prepare(records)
     """
     killed_then_resumed_matches_uninterrupted(
-        code, tmp_path, "biqa.data.depth:NotLearnedDepthFallback.estimate", 3, ".")
+        code, tmp_path, "biqa.data.derived.depth:NotLearnedDepthFallback.estimate", 3, ".")
 
 
 def test_feature_cache(tmp_path):
@@ -115,9 +115,9 @@ def test_feature_cache(tmp_path):
     code = f"""
         import torch
         from pathlib import Path
-        from biqa.data.crops import CropDataset, CropSpec
-        from biqa.data.feature_cache import FeatureStore
-        from biqa.data.records import ImageRecord
+        from biqa.data.loading.crops import CropDataset, CropSpec
+        from biqa.data.derived.feature_cache import FeatureStore
+        from biqa.data.datasets.records import ImageRecord
         from biqa.models.backbones import Backbone
         torch.manual_seed(0)
         backbone = Backbone("test_efficientnet", out_indices=[1, 2])

@@ -95,7 +95,7 @@ def test_study_id_and_folder_come_from_the_results_defining_overrides_only(tmp_p
 def test_every_shipped_study_expands(tmp_path):
     from pathlib import Path
 
-    from biqa.cli import CONFIG_DIR
+    from biqa.config import CONFIG_DIR
 
     for path in sorted((Path(CONFIG_DIR) / "study").glob("*.yaml")):
         study = prepare([f"study={path.stem}", f"paths.root_dir={tmp_path}"])

@@ -5,7 +5,7 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 
 
 def model_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
@@ -29,8 +29,8 @@ def model_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="cost")
 def main(cfg: DictConfig) -> None:
+    from biqa.config import without_pretrained_weights
     from biqa.cost import format_table, measure, to_json
-    from biqa.engine import without_pretrained_weights
 
     rows = []
     for name, model_cfg in model_configs(cfg):

@@ -1,7 +1,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from biqa.cli import CONFIG_DIR
+from biqa.config import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")

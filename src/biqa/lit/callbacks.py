@@ -13,7 +13,7 @@ import torch
 class ExactResume(L.Callback):
     """What resuming from a checkpoint needs beyond Lightning's own restore:
 
-    - the training loader's position inside its epoch (`biqa.data.resumable.ResumableLoader`): Lightning
+    - the training loader's position inside its epoch (`biqa.data.loading.resumable.ResumableLoader`): Lightning
       saves it, but does not hand it back when `configure_optimizers` asks for
       `trainer.estimated_stepping_batches`, as biqa's schedules do (Lightning issue #20550); loaded here,
       before the first batch is fetched;

@@ -1,7 +1,7 @@
 """BFRD's distortion-encoder stage: supervised contrastive learning over synthetic distortion types and levels.
 
 Each sample is a reference image distorted with one random (type, level) from the project's generator
-(biqa.data.distortions), seen twice: two random crops, each distorted independently with that same
+(biqa.data.datasets.distortions), seen twice: two random crops, each distorted independently with that same
 (type, level). Positives for the NT-Xent loss are all views in the batch that share both the type and the
 level (supervised contrastive learning, Khosla et al. 2020), so the encoder learns what a distortion looks
 like regardless of the content it sits on. `biqa-pretrain-distortion` runs this stage and saves the encoder
@@ -25,7 +25,7 @@ from PIL import Image
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, Dataset
 
-from biqa.data.distortions import DISTORTION_NAMES, LEVELS, distort, distortion_index
+from biqa.data.datasets.distortions import DISTORTION_NAMES, LEVELS, distort, distortion_index
 from biqa.models.distortion_encoder import DistortionEncoder
 
 log = logging.getLogger(__name__)
@@ -137,14 +137,14 @@ def load_reference_images(
 ) -> list[NDArray[np.uint8]]:
     """Pristine RGB references for the contrastive stage, plus `dead_leaves_count` dead-leaves images.
 
-    `source`: "skimage_unseen" (the photos bundled with scikit-image that biqa.data.synthetic does not use,
+    `source`: "skimage_unseen" (the photos bundled with scikit-image that biqa.data.datasets.synthetic does not use,
     so that the encoder has seen none of the default dataset's test content), "skimage" (all 15 bundled
     photos: fine for real datasets, a content leak for the synthetic one), "none" (dead leaves only) or a
     folder of image files (e.g. a dataset's training references). Grey photos become RGB; images larger
     than `max_side` are shrunk (Lanczos) so that crops hold content rather than flat areas.
     """
     if source in ("skimage", "skimage_unseen"):
-        from biqa.data.synthetic import COLOUR_SOURCES, GREY_SOURCES
+        from biqa.data.datasets.synthetic import COLOUR_SOURCES, GREY_SOURCES
 
         used_by_synthetic = set(COLOUR_SOURCES) | set(GREY_SOURCES)
         photos = _skimage_photos()

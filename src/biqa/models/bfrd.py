@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from biqa.models.backbones import Backbone
+from biqa.models.backbones import DEFAULT_OUT_INDICES, Backbone
 from biqa.models.base import QualityModel, QualityOutput
 from biqa.models.blocks.attention import CrossAttention
 from biqa.models.blocks.feedforward import FeedForward
@@ -253,6 +255,14 @@ class BFRD(QualityModel):
 
     supports_cached_features = True
     needs_images_with_features = True
+
+    @classmethod
+    def stage_problem(cls, net: Mapping[str, Any], where: str, out_indices: Sequence[int]) -> str | None:
+        """The fusion runs top-down and bottom-up over a pyramid: two levels at least (the paper: four)."""
+        if len(out_indices) >= 2:
+            return None
+        return (f"{cls.__name__} fuses a pyramid of backbone stages (the paper: four), but {where}.out_indices="
+                f"{list(out_indices)} gives {len(out_indices)}: set {where}.out_indices={list(DEFAULT_OUT_INDICES)}")
 
     def __init__(
         self,

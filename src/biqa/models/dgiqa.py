@@ -22,15 +22,15 @@ with the crop).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from biqa.models.backbones import Backbone
+from biqa.models.backbones import DEFAULT_OUT_INDICES, Backbone
 from biqa.models.base import QualityModel, QualityOutput
 from biqa.models.blocks.bridges import BridgeKind, make_bridge
 from biqa.models.blocks.post_norm_attention import PostNormAttentionBlock
@@ -52,6 +52,18 @@ def dilated_conv_stack(in_channels: int, channels: int, dilations: Sequence[int]
 
 
 class DGIQA(QualityModel):
+    @classmethod
+    def stage_problem(cls, net: Mapping[str, Any], where: str, out_indices: Sequence[int]) -> str | None:
+        """One bridge per backbone output, of the width `bridge_channels` gives it."""
+        widths = list(net.get("bridge_channels") or [])
+        if len(widths) == len(out_indices):
+            return None
+        return (f"{cls.__name__} bridges every backbone output (model.net.bridge_channels={widths}, one width "
+                f"per stage), but {where}.out_indices={list(out_indices)} gives {len(out_indices)}: give the "
+                f"backbone {len(widths)} out_indices (e.g. {where}.out_indices="
+                f"{list(DEFAULT_OUT_INDICES)[:len(widths)]}) or list {len(out_indices)} widths in "
+                "model.net.bridge_channels")
+
     def __init__(
         self,
         backbone: Backbone,

@@ -24,12 +24,13 @@ Ablations (constructor switches; one config each in conf/ablation/lifeiqa/, e.g.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from biqa.models.backbones import Backbone
+from biqa.models.backbones import Backbone, tapped_stages_problem
 from biqa.models.base import QualityModel, QualityOutput
 from biqa.models.blocks.attention import CrossAttention, SelfAttention
 from biqa.models.blocks.gcn import AdjacencyKind, GraphConvNetwork
@@ -116,6 +117,10 @@ class LifeIQA(QualityModel):
     """
 
     supports_cached_features = True
+
+    @classmethod
+    def stage_problem(cls, net: Mapping[str, Any], where: str, out_indices: Sequence[int]) -> str | None:
+        return tapped_stages_problem(cls.__name__, list(net.get("stages") or []), where, out_indices)
 
     def __init__(
         self,

@@ -14,10 +14,13 @@ FFN keeps the number of cross-attention reads of the memory the same.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 from torch import nn
 
-from biqa.models.backbones import Backbone
+from biqa.models.backbones import Backbone, tapped_stages_problem
 from biqa.models.base import QualityModel, QualityOutput
 from biqa.models.blocks.attention import TransformerDecoderLayer
 from biqa.models.blocks.heads import TokenScoreHead
@@ -26,6 +29,10 @@ from biqa.models.blocks.tokens import GuidedQueries, PooledMemory
 
 class TransformerDecoderBaseline(QualityModel):
     supports_cached_features = True
+
+    @classmethod
+    def stage_problem(cls, net: Mapping[str, Any], where: str, out_indices: Sequence[int]) -> str | None:
+        return tapped_stages_problem(cls.__name__, list(net.get("stages") or []), where, out_indices)
 
     def __init__(
         self,

@@ -16,13 +16,12 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from biqa.study.plots import scatter_plot
-from biqa.study.records import RESULT_FILE, read_json, record_fingerprint, write_state
+from biqa.plots import scatter_plot
+from biqa.run_folder import PREDICTIONS_FILE, RESULT_FILE, SCATTER_FILE, read_json, write_state
+from biqa.study.records import record_fingerprint
 
 log = logging.getLogger(__name__)
 
-SCATTER_FILE = "test_scatter.png"
-PREDICTIONS_FILE = "test_predictions.csv"
 STOP_REQUESTED = threading.Event()
 
 

@@ -27,9 +27,10 @@ from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig
 
-from biqa.cli import CONFIG_DIR, run_name
+from biqa.config import CONFIG_DIR, run_name
+from biqa.run_folder import RESULT_FILE, read_json
 from biqa.study.job import request_stop, run_study_job
-from biqa.study.records import RESULT_FILE, Status, job_status, read_json, set_aside
+from biqa.study.records import Status, job_status, set_aside
 from biqa.study.report import ReportFiles, write_report
 from biqa.study.spec import Job, StudySpec, cross_dataset_jobs, expand, last_wins, split_overrides
 

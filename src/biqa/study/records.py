@@ -8,18 +8,12 @@ overrides were edited since is stale, and its old folder is set aside rather tha
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from biqa.run_folder import RESULT_FILE, STATE_FILE, read_json
 from biqa.study.spec import Job
-
-RESULT_FILE = "result.json"
-STATE_FILE = "job.json"
 
 
 class Status(str, Enum):
@@ -29,13 +23,6 @@ class Status(str, Enum):
     """Started but neither finished nor failed (killed, timed out, pre-empted): re-run, resuming."""
     STALE = "stale"
     MISSING = "missing"
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def record_fingerprint(record: dict[str, Any]) -> str | None:
@@ -62,15 +49,3 @@ def set_aside(folder: Path) -> Path:
             folder.rename(target)
             return target
     raise RuntimeError(f"too many stale copies of {folder}")
-
-
-def write_state(folder: Path, status: str, **fields: Any) -> None:
-    """Updates job.json atomically (a reader never sees half a file)."""
-    path = folder / STATE_FILE
-    state = read_json(path) or {}
-    state.update(fields, status=status, updated=time.strftime("%Y-%m-%dT%H:%M:%S"), host=socket.gethostname(),
-                 pid=os.getpid())
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(state, indent=1, default=str))
-    partial.replace(path)

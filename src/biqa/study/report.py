@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biqa.study.plots import variant_plot
-from biqa.study.records import RESULT_FILE, Status, job_status, read_json
+from biqa.plots import variant_plot
+from biqa.run_folder import RESULT_FILE, read_json
+from biqa.study.records import Status, job_status
 from biqa.study.spec import Job, StudySpec
 
 METRICS = ("srcc", "plcc", "krcc", "rmse")

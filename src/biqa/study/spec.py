@@ -18,7 +18,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from biqa.cli import run_name
+from biqa.config import run_name
 
 # Keys a study sets for each job; a command-line override of one of them would silently collapse the study.
 STUDY_KEYS = ("seed", "data")

@@ -1,0 +1,55 @@
+"""What a run's folder holds, named in one place: every layer that writes or reads a run's files uses these
+names. Imports nothing else of biqa."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+"""The run's record: metrics, checkpoint, provenance, resolved config."""
+EVAL_RESULT_FILE = "eval_result.json"
+PREDICTIONS_FILE = "test_predictions.csv"
+SCATTER_FILE = "test_scatter.png"
+SPLIT_FILE = "split.json"
+SKIPPED_FILE = "skipped_records.csv"
+"""Rows dropped by `data.validation.on_error=skip`."""
+PROBLEMS_FILE = "dataset_problems.csv"
+"""Every problem found when validation stops the run."""
+STATE_FILE = "job.json"
+"""Written when a sweep job starts and updated when it ends: its fingerprint, overrides and status."""
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    last = folder / CHECKPOINT_DIR / LAST_CHECKPOINT
+    return str(last) if last.exists() else None
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(content, indent=1, default=str))
+    partial.replace(path)
+
+
+def write_state(folder: Path, status: str, **fields: Any) -> None:
+    """Updates the job state file with `status` and `fields`."""
+    path = folder / STATE_FILE
+    state = read_json(path) or {}
+    state.update(fields, status=status, updated=time.strftime("%Y-%m-%dT%H:%M:%S"), host=socket.gethostname(),
+                 pid=os.getpid())
+    write_json(path, state)
