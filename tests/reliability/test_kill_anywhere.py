@@ -47,11 +47,14 @@ def kill_points(events: list[dict], seed: int) -> dict[str, int]:
         return chosen
 
     first_checkpoint = next(e["event"] for e in events if e["phase"] == "checkpoint")
+    last_epoch = max(e["epoch"] for e in events if e["phase"] == "validate")
     phases = {
         "train before the first checkpoint": [e for e in events if e["phase"] == "train" and e["event"] < first_checkpoint],
         "train mid-epoch": train_after_checkpoint(epoch_end=False),
         "train after an epoch end": train_after_checkpoint(epoch_end=True),
-        "validate": [e for e in events if e["phase"] == "validate"],
+        # The last epoch's: its step checkpoint would fall on the epoch's last batch, which Lightning resumes
+        # from as if the validation after it had run (biqa.lit.callbacks.StepCheckpoint skips that one).
+        "validate": [e for e in events if e["phase"] == "validate" and e["epoch"] == last_epoch],
         "test": [e for e in events if e["phase"] == "test"],
         "checkpoint save": [e for e in events if e["phase"] == "checkpoint"],
     }

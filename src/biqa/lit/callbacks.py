@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class ExactResume(L.Callback):
@@ -78,3 +80,24 @@ class ExactResume(L.Callback):
 def _as_tuples(value: Any) -> Any:
     """random.setstate wants the nested tuples that a checkpoint round trip may turn into lists."""
     return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """`last.ckpt` every `every_n_train_steps` training steps and after every validation, but never at an
+    epoch's last training batch: Lightning resumes from a checkpoint taken there as if the validation that
+    follows it had run, so a run killed during that validation would skip it (and its metrics and the
+    best-checkpoint choice with it). The save after validation takes its place, and a checkpoint taken
+    after validation carries that validation's metrics for `ExactResume`."""
+
+    def __init__(self, every_n_train_steps: int, dirpath: str | None = None) -> None:
+        super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps,
+                         enable_version_counter=False)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if batch_idx + 1 < trainer.num_training_batches:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            trainer.save_checkpoint(os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION))
