@@ -83,11 +83,13 @@ def _as_tuples(value: Any) -> Any:
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """`last.ckpt` every `every_n_train_steps` training steps and after every validation, but never at an
-    epoch's last training batch: Lightning resumes from a checkpoint taken there as if the validation that
-    follows it had run, so a run killed during that validation would skip it (and its metrics and the
-    best-checkpoint choice with it). The save after validation takes its place, and a checkpoint taken
-    after validation carries that validation's metrics for `ExactResume`."""
+    """`last.ckpt` every `every_n_train_steps` training steps and at the end of every epoch, after its
+    validation and after the checkpoint callbacks listed before this one (the best-on-validation one saves
+    there too): a run killed between those saves resumes from a checkpoint that has seen the epoch's
+    validation, or from one taken before it, never from one in between. No step checkpoint at an epoch's
+    last training batch: Lightning resumes from a checkpoint taken there as if the validation that follows
+    had run, so a run killed during that validation would skip it (its metrics and the best-checkpoint
+    choice with it)."""
 
     def __init__(self, every_n_train_steps: int, dirpath: str | None = None) -> None:
         super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps,
@@ -98,6 +100,5 @@ class StepCheckpoint(ModelCheckpoint):
         if batch_idx + 1 < trainer.num_training_batches:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.state.fn == "fit" and not trainer.sanity_checking:
-            trainer.save_checkpoint(os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION))
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION))
