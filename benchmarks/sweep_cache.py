@@ -1,6 +1,6 @@
 """Wall time of a decoder study on a frozen backbone, with and without the feature cache.
 
-Runs conf/study/frozen_decoders.yaml twice through the study launcher (local, one job after the other):
+Runs conf/study/frozen_decoders.yaml twice through the study sweeper (`biqa-train -m study=...`) (local, one job after the other):
 once with `feature_cache.mode=images` (the same fixed crops, the frozen backbone run at every step: what a
 study costs without the cache) and once with the cache (features computed once, then read by every variant
 and split). The synthetic data are generated before the clock starts; the cache build is inside it.
@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from hydra.core.global_hydra import GlobalHydra
-from hydra.types import RunMode
 from hydra.utils import instantiate
 
-from biqa.study.launch import prepare, run
+from biqa.cli.sweep import run_train_multirun
+from biqa.study.launch import load
 from biqa.study.report import collect_runs
 
 VARIANTS = ("pooled", "pooled_mlp", "transformer_decoder", "lifeiqa")
@@ -36,9 +35,10 @@ def study_arguments(args: argparse.Namespace, root: Path, mode: str) -> list[str
         f"study.seeds=[{seeds}]",
         f"paths.root_dir={root / mode}",
         f"paths.cache_dir={root / 'data'}",
-        f"feature_cache.dir={root / 'features'}",
-        f"feature_cache.mode={mode}",
-        f"feature_cache.views={args.eval_crops}",
+        # `++`: these nodes exist only in the jobs (the study's common overrides add the feature cache).
+        f"++feature_cache.dir={root / 'features'}",
+        f"++feature_cache.mode={mode}",
+        f"++feature_cache.views={args.eval_crops}",
         f"++data.dataset.num_references={args.references}",
         f"++data.dataset.image_size={args.crop + 32}",
         "++data.dataset.distortions=[gaussian_blur,gaussian_noise,jpeg,contrast_decrease]",
@@ -81,25 +81,21 @@ def main() -> None:
     args = parser.parse_args()
     root = args.root or Path(tempfile.mkdtemp(prefix="sweep_cache_"))
 
-    def study(mode: str):
-        result = prepare(study_arguments(args, root, mode))
-        result.jobs = [job for job in result.jobs if job.variant in args.variants]
-        return result
+    def arguments(mode: str) -> list[str]:
+        dropped = [f"~study.variants.{variant}" for variant in VARIANTS if variant not in args.variants]
+        return [*study_arguments(args, root, mode), *dropped]
 
-    warm = study("images")
-    job_config = warm.hydra.compose_config("train", list(warm.jobs[0].overrides), run_mode=RunMode.RUN)
-    instantiate(job_config.data.dataset)()  # the synthetic data exist before the clock starts
+    instantiate(load(arguments("images")).config.data.dataset)()  # the synthetic data exist before the clock starts
 
     timings, runs = {}, {}
     for mode in ("images", "features"):
-        current = study(mode)
         start = time.perf_counter()
-        counts = run(current)
+        status = run_train_multirun(arguments(mode))
         timings[mode] = time.perf_counter() - start
+        current = load(arguments(mode))
         runs[mode] = collect_runs(current.study_dir, current.jobs)
-        if counts.get("finished") != len(current.jobs):
-            raise SystemExit(f"{mode}: not every job finished: {counts}")
-        GlobalHydra.instance().clear()
+        if status != 0 or (runs[mode]["status"] != "finished").any():
+            raise SystemExit(f"{mode}: not every job finished:\n{runs[mode][['row', 'seed', 'status']]}")
 
     images, features = runs["images"], runs["features"]
     delta_srcc = (images["srcc"] - features["srcc"]).abs()

@@ -29,7 +29,7 @@ def check_config(cfg: DictConfig, choices: Mapping[str, str | None] | None = Non
     app when not given; without one, the ablation check is skipped)."""
     if choices is None:
         choices = _hydra_choices()
-    problems = _ablation_problems(choices) + _stage_problems(cfg.model)
+    problems = _ablation_problems(choices) + _recipe_problems(cfg, choices) + _stage_problems(cfg.model)
     if problems:
         raise ConfigError(problems)
 
@@ -57,6 +57,17 @@ def _ablation_problems(choices: Mapping[str, str | None]) -> list[str]:
     return [f"ablation={ablation} is an ablation of model={owner}, but the run's model is model={model}: drop "
             f"model={model} (each conf/ablation/{owner}/ file selects {owner} itself), or pick an ablation "
             f"from conf/ablation/{model}/"]
+
+
+def _recipe_problems(cfg: DictConfig, choices: Mapping[str, str | None]) -> list[str]:
+    # A paper recipe sets model keys (depth, loss scale, ...) that only some models take.
+    fits = list((cfg.get("recipe") or {}).get("models") or [])
+    experiment, model = choices.get("experiment"), choices.get("model")
+    if not fits or not model or model in fits:
+        return []
+    return [f"experiment={experiment} is a recipe for model={' | '.join(fits)} (its model keys fit those), but the "
+            f"run's model is model={model}: drop model={model}, pick a {', '.join(fits)} model, or use the "
+            f"experiment written for {model} (conf/experiment/{model}_*.yaml)"]
 
 
 def _hydra_choices() -> Mapping[str, str | None]:

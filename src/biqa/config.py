@@ -1,14 +1,19 @@
 """What every layer shares about configs: where conf/ is, biqa's OmegaConf resolvers (registered on import)
-and helpers that read or rewrite a composed config. Imports nothing else of biqa."""
+and helpers that read or rewrite a composed config. Imports only the other floor module, run_folder."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from biqa.run_folder import WANDB_ID_FILE
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 BACKBONE_TARGET = "biqa.models.backbones.Backbone"
@@ -52,3 +57,61 @@ def backbone_nodes(node: Any) -> list[DictConfig]:
         return []
     found = [node] if node.get("_target_") == BACKBONE_TARGET else []
     return found + [n for value in node.values() for n in backbone_nodes(value)]
+
+
+def _hydra_config() -> DictConfig | None:
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def run_group(_root_: DictConfig) -> str | None:
+    """A W&B group: the study id for a study's jobs, the sweep folder (relative to the log folder) for the jobs
+    of any other multirun (plain, Optuna), none for a single run."""
+    study = OmegaConf.select(_root_, "study_job.study")
+    if study:
+        return str(study)
+    hydra = _hydra_config()
+    if hydra is None or hydra.mode != RunMode.MULTIRUN:
+        return None
+    sweep_dir = Path(str(hydra.sweep.dir))
+    log_dir = OmegaConf.select(_root_, "paths.log_dir", default=None)
+    if log_dir is not None and sweep_dir.is_relative_to(str(log_dir)):
+        return str(sweep_dir.relative_to(str(log_dir)))
+    return sweep_dir.name
+
+
+def run_tags(_root_: DictConfig) -> list[str]:
+    """W&B tags: the config groups picked (model, data, ablation, experiment), the study job's coordinates
+    (variant, dataset, split seed, grid point, test dataset), and in any multirun the job's own overrides."""
+    hydra = _hydra_config()
+    tags = []
+    if hydra is not None:
+        choices = hydra.runtime.choices
+        tags += [f"{group}:{choices[group]}" for group in ("model", "data", "ablation", "experiment")
+                 if choices.get(group)]
+    job = OmegaConf.select(_root_, "study_job")
+    if job is not None:
+        tags += [f"variant:{job.variant}", f"dataset:{job.dataset}", f"split:{job.seed}"]
+        if job.get("grid"):
+            tags.append(f"grid:{job.grid}")
+        if job.get("kind") == "cross_eval":
+            tags.append(f"test_dataset:{job.test_dataset}")
+    elif hydra is not None and hydra.mode == RunMode.MULTIRUN:
+        tags += [str(o) for o in hydra.overrides.task if not str(o).startswith("paths.")]
+    return [tag[:64] for tag in dict.fromkeys(tags)]  # W&B refuses tags over 64 characters
+
+
+def run_id(folder: str) -> str:
+    """The W&B run id of the run in `folder`, kept there: a resumed or requeued job continues its own run."""
+    path = Path(folder) / WANDB_ID_FILE
+    try:
+        return path.read_text().strip()
+    except OSError:
+        run = secrets.token_hex(4)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run)
+        return run
+
+
+OmegaConf.register_new_resolver("run_group", run_group, replace=True)
+OmegaConf.register_new_resolver("run_tags", run_tags, replace=True)
+OmegaConf.register_new_resolver("run_id", run_id, replace=True)

@@ -10,13 +10,17 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.plugins import CheckpointIO
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from biqa.checks import check_compatibility, check_config
 from biqa.config import backbone_nodes, without_pretrained_weights
+from biqa.data.datasets.miniature import WRITERS, write_miniature
+from biqa.data.datasets.readers import READERS
 from biqa.data.loading.datamodule import IQADataModule
 from biqa.lit.checkpoint_io import AtomicCheckpointIO
 from biqa.lit.regression import QualityRegressor
@@ -28,9 +32,14 @@ from biqa.run_folder import (
     RESULT_FILE,
     SCATTER_FILE,
     last_checkpoint,
+    read_json,
+    write_json,
 )
 
 log = logging.getLogger(__name__)
+
+CROSS_DATASET_READER = "biqa.data.datasets.cross_dataset.reader_by_name"
+
 
 def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule | None = None) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -38,6 +47,9 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
         # A closed-form fit has no learning rate to monitor, and Lightning refuses the monitor without one.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:  # the resolved config is each run's config (W&B filters and groups runs by it)
+        logger.log_hyperparams(resolved)
     # Checkpoints written through a temporary file renamed into place: a kill never tears last.ckpt.
     plugins = [instantiate(p) if isinstance(p, DictConfig) else p for p in cfg.trainer.get("plugins") or []]
     if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -47,8 +59,14 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Trains, selects the checkpoint on the validation part, tests it and writes the run's record; with
+    `fit=false`, tests `ckpt_path` as it is instead (e.g. on another dataset)."""
+    if not cfg.get("fit", True):
+        return test_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     check_config(cfg)
+    if cfg.get("rehearsal"):
+        cfg = rehearsal_config(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
@@ -56,6 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     net: QualityModel = instantiate(cfg.model.net)
     losses = instantiate(cfg.model.losses)
     check_compatibility(net, datamodule, losses, cfg.model)
+    tell_losses_the_score_range(losses, datamodule)
     if cfg.get("feature_cache"):
         from biqa.data.derived.feature_cache import use_feature_cache
 
@@ -91,6 +110,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
         (output_dir / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test" if cfg.get("test") else "val", output_dir)
     return metrics
+
+
+def tell_losses_the_score_range(losses, datamodule: IQADataModule) -> None:
+    """Loss terms on the raw score scale (model.losses.score.scale=raw) learn the training dataset's range."""
+    if any(term is not None and term.needs_score_range for term in losses.values()):
+        scale = datamodule.load_records().scale
+        for term in filter(None, losses.values()):
+            term.use_score_range(abs(scale.high - scale.low))
+
+
+def rehearsal_config(cfg: DictConfig) -> DictConfig:
+    """`debug=rehearsal`: the run's config on miniature stand-ins of its datasets (written in their real
+    layouts, once, under rehearsal.root), with random weights and offline depth maps; changed in place, so
+    that the result record names the miniatures."""
+    rehearsal = cfg.rehearsal
+    with open_dict(cfg):
+        datasets = [cfg.data.dataset]
+        if cfg.data.get("test_dataset") is not None:
+            datasets.append(cfg.data.test_dataset)
+        for dataset in datasets:
+            reader = dataset.get("_target_")
+            if reader == CROSS_DATASET_READER:
+                reader = READERS[dataset.reader]
+            if reader in WRITERS:
+                folder = Path(rehearsal.root) / f"{reader.rsplit('.', 1)[-1]}_{rehearsal.images}_seed{cfg.seed}"
+                dataset.root = str(write_miniature(reader, folder, images=rehearsal.images, seed=cfg.seed))
+        if cfg.data.get("depth") is not None:
+            cfg.data.depth = rehearsal.depth
+        cfg.model.net = without_pretrained_weights(cfg.model.net)
+    return cfg
 
 
 def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_config) -> QualityRegressor:
@@ -133,11 +182,32 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         predictions = module.test_predictions
         metrics["test/plcc_logistic"] = fitted_plcc(predictions["pred"], predictions["score"])
     if trainer.is_global_zero:
+        write_predictions(module, datamodule, output_dir / PREDICTIONS_FILE)
+        scatter_plot(output_dir / PREDICTIONS_FILE, output_dir / SCATTER_FILE, title=output_dir.name)
         record = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), "part": part,
                   "num_images": len(getattr(datamodule.split, part)), "config": OmegaConf.to_container(cfg, resolve=True)}
         (output_dir / EVAL_RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
         print_metrics(metrics, "test", output_dir)
     return metrics
+
+
+def test_checkpoint(cfg: DictConfig) -> dict[str, float]:
+    """Tests `ckpt_path` on the configured data and writes a run record beside the evaluation's, carrying the
+    parameter counts and provenance of the run that trained the checkpoint."""
+    if not cfg.get("ckpt_path"):
+        raise ValueError("fit=false tests a trained checkpoint: give ckpt_path=PATH (a biqa-train checkpoint)")
+    metrics = evaluate(cfg)
+    trained = read_json(Path(cfg.ckpt_path).parents[1] / RESULT_FILE) or {}
+    record = {"metrics": metrics, "checkpoint": cfg.ckpt_path, "parameters": trained.get("parameters"),
+              "provenance": {**(trained.get("provenance") or {}), "tested_on": _data_choice()},
+              "config": OmegaConf.to_container(cfg, resolve=True)}
+    if rank_zero_only.rank == 0:
+        write_json(Path(cfg.paths.output_dir) / RESULT_FILE, record)
+    return metrics
+
+
+def _data_choice() -> str | None:
+    return HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
 
 
 def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path: Path) -> None:

@@ -22,6 +22,8 @@ PROBLEMS_FILE = "dataset_problems.csv"
 """Every problem found when validation stops the run."""
 STATE_FILE = "job.json"
 """Written when a sweep job starts and updated when it ends: its fingerprint, overrides and status."""
+WANDB_ID_FILE = "wandb_run_id.txt"
+"""The id of the run's W&B run: a resumed or requeued run continues it."""
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 

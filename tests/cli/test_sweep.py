@@ -1,13 +1,17 @@
-"""The Slurm launcher's code path (submitit's local executor) and W&B offline runs, one per job."""
+"""Studies and plain multiruns through Hydra's own sweeper/launcher/callback interfaces: the Slurm launcher's
+code path (submitit's local executor), and W&B offline runs, one per job, read back from their run files."""
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 from tests.study.conftest import STUDY_TINY
+from tests.wandb_runs import offline_runs
 
-from biqa.study.launch import prepare, run
+from biqa.cli.sweep import main, run_train_multirun
+from biqa.study.launch import load
 
 
 @pytest.fixture
@@ -17,40 +21,88 @@ def tiny_args(tmp_path, tmp_path_factory):
     GlobalHydra.instance().clear()
 
 
+@pytest.fixture
+def wandb_offline(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
 @pytest.mark.slow
 def test_slurm_path_runs_through_submitit_local(tiny_args):
-    study = prepare([*tiny_args, "study.variants={linear: ['model=pooled']}", "hydra/launcher=slurm_local_test"])
-    study.jobs = study.jobs[:1]
-    assert run(study) == {"launched": 1, "finished": 1}
+    args = [*tiny_args, "~study.variants.mlp", "hydra/launcher=slurm_local_test"]
+    assert main(args) == 0
+    study = load(args)
     folder = study.study_dir / "linear/synthetic/seed=0"
     record = json.loads((folder / "result.json").read_text())
     assert record["config"]["study_job"]["study"] == study.study_id
+    assert json.loads((folder / "job.json").read_text())["status"] == "finished"
     submitit_logs = list((study.study_dir / ".submitit").rglob("*_result.pkl"))
     assert len(submitit_logs) == 1, "the job ran in a submitit subprocess"
 
 
 @pytest.mark.slow
-def test_wandb_offline_one_run_per_job_grouped_by_study_in_separate_folders(tiny_args, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    study = prepare([*tiny_args, "logger=wandb"])
+def test_a_study_through_biqa_train_gives_one_wandb_run_per_job_and_a_summary_run(tiny_args, wandb_offline):
+    """The done-when of issue 13: `biqa-train -m study=smoke debug=default logger=wandb` (offline)."""
+    args = [*tiny_args, "logger=wandb", "debug=default"]
+    assert run_train_multirun(args) == 0
+    study = load(args)
     assert study.study_id == "smoke-" + study.study_id.split("-", 1)[1]  # logger=wandb is not part of the id
-    assert run(study)["finished"] == 2
-    folders = [study.study_dir / job.name for job in study.jobs]
-    assert len(set(folders)) == 2
     run_ids = set()
-    for job, folder in zip(study.jobs, folders, strict=True):
-        runs = list((folder / "wandb").glob("offline-run-*"))
-        assert len(runs) == 1, f"{job.name}: {runs}"
-        run_ids.add(runs[0].name.rsplit("-", 1)[1])
-        assert (folder / "test_scatter.png").exists()
-        config = json.loads((folder / "result.json").read_text())["config"]
-        assert config["logger"]["wandb"]["group"] == study.study_id
-        assert config["logger"]["wandb"]["job_type"] == job.variant
-        assert f"split:{job.seed}" in config["logger"]["wandb"]["tags"]
-        assert "model:pooled" in config["logger"]["wandb"]["tags"]
+    for job in study.jobs:
+        folder = study.study_dir / job.name
+        (run,) = offline_runs(folder / "wandb")
+        run_ids.add(run.run_id)
+        assert run.run_id == (folder / "wandb_run_id.txt").read_text() and run.finished
+        assert (run.name, run.group, run.job_type) == (job.name, study.study_id, job.variant)
+        assert {"model:pooled", "split:0", f"variant:{job.variant}"} <= set(run.tags)
+        # The resolved config is the run's config.
+        assert run.config["seed"] == 0 and run.config["study_job"]["variant"] == job.variant
+        assert run.config["model"]["net"]["_target_"] == "biqa.models.baselines.PooledHead"
+        assert run.config["trainer"]["limit_train_batches"] == 2  # debug=default
+        assert {"test/srcc", "test/predictions/_type", "test/scatter/_type"} <= run.history_keys
     assert len(run_ids) == 2
+    (summary,) = offline_runs(study.study_dir / "report")
+    assert (summary.group, summary.job_type) == (study.study_id, "summary") and summary.finished
+    assert {"summary/_type", "runs/_type", "srcc/_type"} <= summary.history_keys
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+@pytest.mark.slow
+def test_a_plain_multirun_gives_one_wandb_run_per_job_with_its_config(tmp_path, wandb_offline):
+    """`biqa-train -m seed=0,1 logger=wandb debug=default` (offline)."""
+    args = ["seed=0,1", "logger=wandb", "debug=default", f"paths.root_dir={tmp_path}",
+            f"paths.cache_dir={tmp_path / 'cache'}", *STUDY_TINY]
+    assert run_train_multirun(args) == 0
+    runs = offline_runs(tmp_path / "logs" / "train" / "multirun")
+    assert sorted(run.config["seed"] for run in runs) == [0, 1]
+    assert len({run.run_id for run in runs}) == 2 and all(run.finished for run in runs)
+    assert {run.group for run in runs} == {"train/multirun"} and {run.job_type for run in runs} == {"train"}
+    assert all(f"seed={run.config['seed']}" in run.tags for run in runs)
+    for seed in (0, 1):
+        (folder,) = [p.parent for p in (tmp_path / "logs").rglob("job.json")
+                     if f"seed={seed}" in json.loads(p.read_text())["overrides"]]
+        assert json.loads((folder / "job.json").read_text())["status"] == "finished"
+        assert (folder / "result.json").exists() and (folder / "test_scatter.png").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_own_wandb_run(tmp_path, wandb_offline):
+    import sys
+
+    from biqa.cli.train import main as train_main
+
+    args = ["logger=wandb", "debug=default", f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
+            *STUDY_TINY]
+    for _ in range(2):  # the second run resumes from the first one's last.ckpt, in the same folder
+        sys.argv, argv = [sys.argv[0], *args], sys.argv
+        try:
+            train_main()
+        finally:
+            sys.argv = argv
+        GlobalHydra.instance().clear()
+    (folder,) = {p.parent for p in (tmp_path / "logs").rglob("wandb_run_id.txt")}
+    runs = offline_runs(folder / "wandb")
+    assert len(runs) == 2 and runs[0].run_id == runs[1].run_id == (folder / "wandb_run_id.txt").read_text()
 
 
 @pytest.mark.parametrize("extra, error", [
@@ -63,9 +115,15 @@ def test_slurm_config_has_one_task_per_device(tmp_path, extra, error):
     args = ["study=smoke", f"paths.root_dir={tmp_path}", "hydra/launcher=slurm", *extra]
     if error:
         with pytest.raises(ValueError, match=error):
-            prepare(args)
+            load(args)
         return
-    launcher = prepare(args).config.hydra.launcher
+    launcher = load(args).config.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.tasks_per_node == launcher.gpus_per_node
     assert {"partition", "timeout_min", "array_parallelism", "cpus_per_task", "setup"} <= set(launcher)
+
+
+def test_no_hydra_internal_import_in_the_sources():
+    sources = Path(__file__).resolve().parents[2] / "src"
+    offenders = [str(p) for p in sources.rglob("*.py") if "hydra._internal" in p.read_text()]
+    assert not offenders

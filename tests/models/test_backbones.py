@@ -192,3 +192,13 @@ def test_package_weights_classify_a_cat_and_reach_the_backbone():
 def test_test_configs_instantiate_four_stages(config):
     backbone = instantiate(OmegaConf.load(CONF / f"{config}.yaml"))
     assert isinstance(backbone, Backbone) and backbone.reductions == [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(0.0, 0.0), (0.3, 0.3), (None, 0.1)])
+def test_drop_path_rate_zero_is_honoured_and_none_keeps_timms_default(rate, expected):
+    # Swin's own default is 0.1: a falsy 0.0 once fell through to it.
+    tiny_swin = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 1, 1, 1), window_size=2)
+    backbone = Backbone("swin_tiny_patch4_window7_224", img_size=64, drop_path_rate=rate, **tiny_swin)
+    rates = [m.drop_prob for m in backbone.modules() if isinstance(m, timm.layers.DropPath)]
+    # timm spaces the rates linearly over the blocks: the last block holds the configured rate.
+    assert max(rates, default=0.0) == pytest.approx(expected)

@@ -114,3 +114,19 @@ def test_every_problem_is_listed_at_once(compose_config):
     with pytest.raises(ConfigError) as caught:
         check_config(cfg, choices={"model": "lifeiqa", "ablation": "dgiqa/no_refinement"})
     assert len(caught.value.problems) == 2
+
+
+def test_a_recipe_refuses_a_model_its_keys_do_not_fit_and_names_the_fix(compose_config):
+    cfg = compose_config("train", ["experiment=dgiqa_koniq", "model=lifeiqa"])
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg)
+    message = str(caught.value)
+    assert "experiment=dgiqa_koniq is a recipe for model=dgiqa" in message
+    assert "drop model=lifeiqa" in message and "conf/experiment/lifeiqa_*.yaml" in message
+
+
+def test_lifeiqa_recipe_serves_its_vanilla_decoder_baseline(compose_config):
+    cfg = compose_config("train", ["experiment=lifeiqa_koniq", "model=transformer_decoder"])
+    check_config(cfg)
+    assert cfg.model.net._target_.endswith("TransformerDecoderBaseline")
+    assert cfg.hydra.runtime.choices["model/backbone"] == "swin_base"

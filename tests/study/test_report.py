@@ -83,3 +83,24 @@ def test_cross_dataset_study_gives_the_train_by_test_matrix(tmp_path):
     assert matrix.loc[("a", "d2"), "d1"] == pytest.approx(0.35)
     assert matrix.loc[("a", "d2"), "d2"] == pytest.approx(0.65)
     assert "train \\ test" in files.markdown.read_text()
+
+
+def test_published_figures_stand_beside_the_rows_of_the_same_model_and_dataset(tmp_path):
+    spec = StudySpec(name="p", variants={"lifeiqa": [], "pooled": ["model=pooled"]}, reference="lifeiqa",
+                     datasets=["koniq10k"], seeds=[0])
+    jobs = expand(spec)
+    for job in jobs:
+        model = {"lifeiqa": "biqa.models.lifeiqa.LifeIQA", "pooled": "biqa.models.baselines.PooledHead"}[job.variant]
+        (tmp_path / job.name).mkdir(parents=True)
+        record = {"metrics": {"test/srcc": 0.9, "test/plcc": 0.91}, "parameters": {},
+                  "config": {"study_job": {"fingerprint": job.fingerprint}, "model": {"net": {"_target_": model}}}}
+        (tmp_path / job.name / "result.json").write_text(json.dumps(record))
+    files = write_report(tmp_path, spec, "p", jobs)
+    summary = pd.read_csv(files.summary_csv).set_index("variant")
+    # Life-IQA's paper: KonIQ-10k SRCC 0.943, PLCC 0.946 (conf/published.yaml); the pooled floor has none.
+    assert summary.loc["lifeiqa", ["published_srcc", "published_plcc"]].tolist() == [0.943, 0.946]
+    assert math.isnan(summary.loc["pooled", "published_srcc"])
+    lines = files.markdown.read_text().splitlines()
+    assert any(line.endswith("| published SRCC / PLCC |") for line in lines)
+    assert next(line for line in lines if "**lifeiqa**" in line).endswith("| 0.9430 / 0.9460 |")
+    assert next(line for line in lines if "| pooled |" in line).endswith("| - |")

@@ -1,8 +1,10 @@
 """A study expands into the right jobs, named by what they vary, with the command's overrides in charge."""
 
+from pathlib import Path
+
 import pytest
 
-from biqa.study.launch import prepare
+from biqa.study.launch import load
 from biqa.study.spec import Job, StudySpec, cross_dataset_jobs, expand, last_wins
 
 
@@ -39,7 +41,7 @@ def test_command_overrides_beat_the_study_and_the_variant_beats_common():
     (job,) = expand(study, ["model/backbone=test_efficientnet", "trainer.max_epochs=1"], ["logger=wandb"])
     assert job.overrides == ("model=pooled", "model/backbone=test_efficientnet", "trainer.max_epochs=1",
                              "data=synthetic", "seed=0")
-    assert "logger=wandb" in job.launch_overrides("s") and "logger=wandb" not in job.overrides
+    assert "logger=wandb" in job.launch_overrides("s", Path("/s")) and "logger=wandb" not in job.overrides
     assert last_wins(["x=1", "y=2", "x=3"]) == ("y=2", "x=3")
 
 
@@ -83,31 +85,30 @@ def test_cross_dataset_jobs_test_each_checkpoint_on_the_other_datasets():
 
 def test_study_id_and_folder_come_from_the_results_defining_overrides_only(tmp_path):
     base = ["study=smoke", f"paths.root_dir={tmp_path}"]
-    plain = prepare(base + ["logger=wandb", "data.num_workers=0", "threads=1", "hydra/launcher=local"])
+    plain = load(base + ["logger=wandb", "data.num_workers=0", "threads=1", "hydra/launcher=local"])
     assert plain.study_id == "smoke" and plain.study_dir == tmp_path / "logs" / "study" / "smoke"
     assert [j.name for j in plain.jobs] == ["linear/synthetic/seed=0", "linear/synthetic/seed=1",
                                             "mlp/synthetic/seed=0", "mlp/synthetic/seed=1"]
-    changed = prepare(base + ["trainer.max_epochs=3", "study.seeds=[4]"])
+    changed = load(base + ["trainer.max_epochs=3", "study.seeds=[4]"])
     assert changed.study_id == "smoke-trainer.max_epochs=3"
     assert [j.name for j in changed.jobs] == ["linear/synthetic/seed=4", "mlp/synthetic/seed=4"]
 
 
 def test_every_shipped_study_expands(tmp_path):
-    from pathlib import Path
-
     from biqa.config import CONFIG_DIR
 
     for path in sorted((Path(CONFIG_DIR) / "study").glob("*.yaml")):
-        study = prepare([f"study={path.stem}", f"paths.root_dir={tmp_path}"])
+        study = load([f"study={path.stem}", f"paths.root_dir={tmp_path}"])
         assert study.jobs and all(isinstance(j, Job) for j in study.jobs), path.stem
         if study.spec.reference:
             assert any(j.variant == study.spec.reference for j in study.jobs)
 
 
 def test_jobs_launched_together_get_their_own_folders_whatever_the_clock(tmp_path):
-    study = prepare(["study=head_to_head", f"paths.root_dir={tmp_path}"])
-    subdirs = [next(o for o in job.launch_overrides(study.study_id) if o.startswith("hydra.sweep.subdir="))
-               for job in study.jobs]
+    study = load(["study=head_to_head", f"paths.root_dir={tmp_path}"])
+    launched = [job.launch_overrides(study.study_id, study.study_dir) for job in study.jobs]
+    subdirs = [next(o for o in overrides if o.startswith("hydra.sweep.subdir=")) for overrides in launched]
+    assert all(f"hydra.sweep.dir='{study.study_dir}'" in overrides for overrides in launched)
     assert len(set(subdirs)) == len(study.jobs) == 18
     sweep = study.config.hydra.sweep
     assert "now:" not in str(sweep.dir) + str(sweep.subdir)
@@ -115,8 +116,8 @@ def test_jobs_launched_together_get_their_own_folders_whatever_the_clock(tmp_pat
 
 
 def test_prefixed_study_arguments_edit_the_study_not_the_jobs(tiny_study_args):
-    from biqa.study.launch import prepare
+    from biqa.study.launch import load
 
-    study = prepare([*tiny_study_args, "++study.seeds=[1]", "~study.variants.mlp"])
+    study = load([*tiny_study_args, "++study.seeds=[1]", "~study.variants.mlp"])
     assert [(job.variant, job.seed) for job in study.jobs] == [("linear", 1)]
     assert not any("study" in override.split("=")[0] for job in study.jobs for override in job.overrides)

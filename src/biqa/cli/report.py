@@ -6,17 +6,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from biqa.cli.sweep import parser
-from biqa.study.launch import prepare
+from biqa.cli.sweep import parser, run_train_multirun
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    study = prepare(args.overrides)
-    files = study.report()
-    print(files.markdown.read_text())
-    print(f"report: {files.markdown}, {files.summary_csv}, {files.runs_csv}, {files.plot}")
-    return 0
+    return run_train_multirun([*args.overrides, "hydra.sweeper.action=report"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`biqa-sweep study=NAME [study.KEY=...] [train overrides] [hydra/launcher=slurm ...]`: run a study.
+"""`biqa-sweep study=NAME [study.KEY=...] [train overrides] [hydra/launcher=slurm ...]`: run a study; the same
+as `biqa-train -m study=NAME ...` (the study sweeper, conf/hydra/sweeper/study.yaml).
 
 Jobs that finished before are skipped, failed and interrupted ones run again (resuming from their last
 checkpoint), and the report is written at the end (`biqa-report` writes it on its own).
@@ -10,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from biqa.study.launch import prepare, run
+from biqa.cli.train import main as train_main
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -19,20 +20,34 @@ def parser(description: str) -> argparse.ArgumentParser:
     return result
 
 
+def run_train_multirun(overrides: Sequence[str]) -> int:
+    """`biqa-train -m OVERRIDES` in this process; its exit status."""
+    argv = sys.argv
+    sys.argv = [argv[0], "-m", *overrides]
+    try:
+        train_main()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    finally:
+        sys.argv = argv
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser(__doc__.splitlines()[0])
     arguments.add_argument("--dry-run", action="store_true", help="list the jobs and their status, run nothing")
     arguments.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    arguments.add_argument("--no-wait", action="store_true",
+                           help="submit the jobs (hydra/launcher=slurm) and return; --status follows them")
+    arguments.add_argument("--status", action="store_true", help="each job's status, with its Slurm state")
     args = arguments.parse_args(argv)
-    study = prepare(args.overrides, configure_logging=True)
-    counts = run(study, dry_run=args.dry_run)
-    print(f"launched {counts.pop('launched')}; now {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}")
-    if not args.dry_run and not args.no_report:
-        files = study.report()
-        print(files.markdown.read_text())
-        print(f"report: {files.markdown}, {files.summary_csv}, {files.runs_csv}, {files.plot}")
-    failed = counts.get("failed", 0) + counts.get("interrupted", 0)
-    return 1 if failed and not args.dry_run else 0
+    action = "dry_run" if args.dry_run else "status" if args.status else "run"
+    extra = [f"hydra.sweeper.action={action}"]
+    if args.no_report:
+        extra.append("hydra.sweeper.report=false")
+    if args.no_wait:
+        extra.append("hydra.sweeper.wait=false")
+    return run_train_multirun([*args.overrides, *extra])
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ from omegaconf import DictConfig
 from biqa.config import CONFIG_DIR
 
 
+# `biqa-train -m study=NAME` runs a study (the study sweeper); any other `-m` runs Hydra's sweepers (basic,
+# Optuna). Every job, whichever sweeper and launcher, gets the same records and W&B run (biqa.study.job).
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from biqa.engine import train
 
     metrics = train(cfg)
-    if cfg.get("optimized_metric") is None:
+    if cfg.get("optimized_metric") is None or not cfg.get("fit", True):
         return None
     if cfg.optimized_metric not in metrics and HydraConfig.get().mode == RunMode.MULTIRUN:
         # A sweeper needs the number; a single run that finished is not failed for lack of it.

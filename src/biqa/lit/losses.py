@@ -23,23 +23,48 @@ class LossTerm(nn.Module):
     def forward(self, output: QualityOutput, batch: Batch) -> torch.Tensor | None:
         raise NotImplementedError
 
+    needs_score_range = False
+
+    def use_score_range(self, raw_range: float) -> None:
+        """Told the training dataset's raw score range (high - low) before training, when
+        `needs_score_range`; the other terms ignore it."""
+
 
 class ScoreLoss(LossTerm):
-    """Regression of the predicted score on the normalised MOS."""
+    """Regression of the predicted score on the MOS.
+
+    `scale`: "unit" compares them on biqa's [0, 1] scale; "raw" on the dataset's own range (both stretched
+    by high - low, e.g. x100 on KonIQ's MOS_zscore), as the Life-IQA authors train: there SmoothL1 with
+    beta 1 acts as an L1, and the auxiliary losses weigh as little against it as in their runs. The model
+    still predicts on [0, 1], so metrics, checkpoints and predictions are unchanged."""
 
     kinds = {"l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss, "mse": F.mse_loss}
+    scales = ("unit", "raw")
 
-    def __init__(self, kind: str = "smooth_l1", weight: float = 1.0, beta: float = 1.0) -> None:
+    def __init__(self, kind: str = "smooth_l1", weight: float = 1.0, beta: float = 1.0,
+                 scale: str = "unit") -> None:
         super().__init__(weight)
         if kind not in self.kinds:
             raise ValueError(f"loss kind '{kind}' is unknown; choose one of {sorted(self.kinds)}")
-        self.kind, self.beta = kind, beta
+        if scale not in self.scales:
+            raise ValueError(f"score loss scale '{scale}' is unknown; choose one of {', '.join(self.scales)}")
+        self.kind, self.beta, self.scale = kind, beta, scale
+        self.needs_score_range = scale == "raw"
+        self.raw_range: float | None = None
+
+    def use_score_range(self, raw_range: float) -> None:
+        self.raw_range = float(raw_range)
 
     def forward(self, output: QualityOutput, batch: Batch) -> torch.Tensor:
-        target = batch["score"].to(output.score.dtype)
+        prediction, target = output.score, batch["score"].to(output.score.dtype)
+        if self.scale == "raw":
+            if self.raw_range is None:
+                raise RuntimeError("model.losses.score.scale=raw needs the dataset's score range: "
+                                   "call use_score_range() before training (biqa-train does)")
+            prediction, target = prediction * self.raw_range, target * self.raw_range
         if self.kind == "smooth_l1":
-            return F.smooth_l1_loss(output.score, target, beta=self.beta)
-        return self.kinds[self.kind](output.score, target)
+            return F.smooth_l1_loss(prediction, target, beta=self.beta)
+        return self.kinds[self.kind](prediction, target)
 
 
 class PLCCLoss(LossTerm):

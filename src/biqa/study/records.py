@@ -23,6 +23,15 @@ class Status(str, Enum):
     """Started but neither finished nor failed (killed, timed out, pre-empted): re-run, resuming."""
     STALE = "stale"
     MISSING = "missing"
+    QUEUED = "queued"
+    """Submitted to Slurm and waiting there (its Slurm job id is in its state file)."""
+    RUNNING = "running"
+    """Running under Slurm now."""
+
+    @property
+    def runnable(self) -> bool:
+        """A re-run of the study (re)starts it: not finished, and not queued or running elsewhere."""
+        return self not in (Status.FINISHED, Status.QUEUED, Status.RUNNING)
 
 
 def record_fingerprint(record: dict[str, Any]) -> str | None:

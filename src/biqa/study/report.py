@@ -11,13 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
+from biqa.config import CONFIG_DIR
 from biqa.plots import variant_plot
 from biqa.run_folder import RESULT_FILE, read_json
 from biqa.study.records import Status, job_status
 from biqa.study.spec import Job, StudySpec
 
 METRICS = ("srcc", "plcc", "krcc", "rmse")
+# The papers' own figures, kept beside the run configs.
+PUBLISHED_FILE = Path(CONFIG_DIR) / "published.yaml"
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ def collect_runs(study_dir: Path, jobs: Sequence[Job]) -> pd.DataFrame:
         parameters = (record or {}).get("parameters") or {}
         rows.append({
             "row": row_label(job), "variant": job.variant, "grid": job.grid_label, "kind": job.kind,
-            "dataset": job.dataset, "test_dataset": job.test_dataset or job.dataset, "seed": job.seed,
+            "model": model_of(record), "dataset": job.dataset, "test_dataset": job.test_dataset or job.dataset,
+            "seed": job.seed,
             "status": status.value,
             **{name: metrics.get(f"test/{name}", np.nan) for name in METRICS},
             "parameters": parameters.get("total", np.nan), "decoder_parameters": parameters.get("decoder", np.nan),
@@ -63,8 +68,10 @@ def summarise(runs: pd.DataFrame, order: Sequence[str], reference: str | None, s
             if subset.empty:
                 continue
             done = subset[subset["status"] == Status.FINISHED.value]
+            models = done["model"].dropna()
             entry = {"dataset": dataset, "variant": row, "splits": f"{len(done)}/{seeds}",
-                     "finished_splits": len(done)}
+                     "finished_splits": len(done), "model": models.iloc[0] if len(models) else None}
+            entry.update(published(entry["model"], dataset))
             for metric in ("srcc", "plcc"):
                 values = done[metric].dropna().to_numpy(dtype=float)
                 entry[f"{metric}_median"] = float(np.median(values)) if values.size else math.nan
@@ -102,8 +109,8 @@ def cross_dataset_matrix(runs: pd.DataFrame, metric: str = "srcc") -> pd.DataFra
 
 def to_markdown(summary: pd.DataFrame, reference: str | None) -> str:
     header = ("| dataset | variant | SRCC (median) | PLCC (median) | SRCC mean +/- std | PLCC mean +/- std | "
-              "dSRCC | dPLCC | splits | params | decoder params |")
-    lines = [header, "|" + "---|" * 11]
+              "dSRCC | dPLCC | splits | params | decoder params | published SRCC / PLCC |")
+    lines = [header, "|" + "---|" * 12]
     for _, entry in summary.iterrows():
         name = f"**{entry['variant']}** (ref)" if entry["variant"] == reference else entry["variant"]
         lines.append("| " + " | ".join([
@@ -111,6 +118,8 @@ def to_markdown(summary: pd.DataFrame, reference: str | None) -> str:
             _mean_std(entry["srcc_mean"], entry["srcc_std"]), _mean_std(entry["plcc_mean"], entry["plcc_std"]),
             _num(entry["delta_srcc"], signed=True), _num(entry["delta_plcc"], signed=True), entry["splits"],
             _millions(entry["parameters"]), _millions(entry["decoder_parameters"]),
+            f"{_num(entry['published_srcc'])} / {_num(entry['published_plcc'])}"
+            if not math.isnan(entry["published_srcc"]) else "-",
         ]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -150,6 +159,19 @@ def write_report(study_dir: Path, spec: StudySpec, study_id: str, jobs: Sequence
         text.append(f"\n![per-variant SRCC]({plot.name})\n")
     files.markdown.write_text("".join(text))
     return ReportFiles(files.markdown, files.summary_csv, files.runs_csv, plot, cross_csv)
+
+
+def model_of(record: dict | None) -> str | None:
+    """The model a run trained, named as its module (`biqa.models.lifeiqa.LifeIQA` -> lifeiqa)."""
+    target = (((record or {}).get("config") or {}).get("model") or {}).get("net", {}).get("_target_")
+    return target.rsplit(".", 2)[-2] if target else None
+
+
+def published(model: str | None, dataset: str) -> dict[str, float]:
+    """The paper's own SRCC/PLCC for `model` on `dataset` (NaN where the paper gives none)."""
+    papers = OmegaConf.to_container(OmegaConf.load(PUBLISHED_FILE)) if PUBLISHED_FILE.exists() else {}
+    scores = ((papers.get(model) or {}).get("scores") or {}).get(dataset) or {}
+    return {f"published_{metric}": float(scores.get(metric, math.nan)) for metric in ("srcc", "plcc")}
 
 
 def _reference_row(row: str, reference: str) -> str:

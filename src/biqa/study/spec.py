@@ -13,6 +13,7 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -114,11 +115,12 @@ class Job:
                 "dataset": self.dataset, "test_dataset": self.test_dataset or self.dataset, "seed": self.seed,
                 "grid": self.grid_label, "fingerprint": self.fingerprint}
 
-    def launch_overrides(self, study_id: str) -> list[str]:
+    def launch_overrides(self, study_id: str, study_dir: Path) -> list[str]:
         """What the launcher gets: the job's overrides, its folder and its study metadata (`study_job`)."""
         meta = [f"+study_job.{key}={_quoted(value) if isinstance(value, str) else value}"
                 for key, value in self.metadata(study_id).items()]
-        return [*self.overrides, *self.unkeyed, f"hydra.sweep.subdir={_quoted(self.name)}", *meta]
+        return [*self.overrides, *self.unkeyed, f"hydra.sweep.dir={_quoted(study_dir)}",
+                f"hydra.sweep.subdir={_quoted(self.name)}", *meta]
 
 
 def expand(spec: StudySpec, base_overrides: Sequence[str] = (), unkeyed: Sequence[str] = ()) -> list[Job]:
@@ -149,7 +151,7 @@ def cross_dataset_jobs(spec: StudySpec, trained: Mapping[Job, str]) -> list[Job]
             if test_dataset == job.dataset:
                 continue
             overrides = tuple(o for o in job.overrides if not o.startswith("data=")) + (
-                f"data={test_dataset}", "data.split.strategy=all", f"ckpt_path={_quoted(checkpoint)}")
+                f"data={test_dataset}", "data.split.strategy=all", f"ckpt_path={_quoted(checkpoint)}", "fit=false")
             jobs.append(Job(name=f"{job.name}/cross/{test_dataset}", variant=job.variant, dataset=job.dataset,
                             seed=job.seed, grid=job.grid, overrides=overrides, kind="cross_eval",
                             test_dataset=test_dataset, unkeyed=job.unkeyed))

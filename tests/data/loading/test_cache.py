@@ -166,3 +166,22 @@ def test_datamodule_builds_the_cache_before_training_and_serves_the_same_batches
         for a, b in zip(getattr(plain, loader)(), getattr(cached, loader)(), strict=True):
             torch.testing.assert_close(a["images"], b["images"], rtol=0, atol=0)
             torch.testing.assert_close(a["index"], b["index"])
+
+
+def test_fixed_height_width_resize_as_the_authors_and_its_own_cache_folder(images, tmp_path):
+    # torchvision's Resize((512, 384)) order: (height, width), the aspect ratio not kept.
+    spec = CropSpec(size=32, count=2, resize=[40, 30])
+    assert spec.resize == (40, 30)
+    for record in images:
+        assert decode_resized(record.path, spec.resize, jpeg_draft=True).shape == (40, 30, 3)
+    cache = ResizedImageCache.for_spec(tmp_path / "cache", spec)
+    assert cache.folder.name == "40x30-draft" and cache.serves(spec)
+    assert not cache.serves(CropSpec(size=32, resize=40))
+    decoded = CropDataset(images, list(range(len(images))), spec, train=True)
+    cached = CropDataset(images, list(range(len(images))), spec, train=True, image_cache=cache)
+    torch.testing.assert_close(decoded[(3, 1)]["images"], cached[(3, 1)]["images"], rtol=0, atol=0)
+
+
+def test_a_resize_that_is_neither_a_side_nor_height_width_is_refused():
+    with pytest.raises(ValueError, match=r"crop resize \[1, 2, 3\] must be one short side or \[height, width\]"):
+        CropSpec(resize=[1, 2, 3])

@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 
 
 class ResizedImageCache:
-    def __init__(self, root: str | Path, resize: int | None, jpeg_draft: bool = True) -> None:
+    def __init__(self, root: str | Path, resize: int | tuple[int, int] | None, jpeg_draft: bool = True) -> None:
         self.resize, self.jpeg_draft = resize, jpeg_draft
         draft = "-draft" if jpeg_draft and resize else ""
-        self.folder = Path(root) / (f"short{resize}{draft}" if resize else "native")
+        settings = f"{resize[0]}x{resize[1]}" if isinstance(resize, tuple) else f"short{resize}"
+        self.folder = Path(root) / (f"{settings}{draft}" if resize else "native")
 
     @classmethod
     def for_spec(cls, root: str | Path, spec: CropSpec) -> ResizedImageCache:

@@ -21,16 +21,20 @@ class ImageDecodeError(RuntimeError):
     pass
 
 
-def load_rgb(path: Path, draft_short_side: int | None = None) -> Image.Image:
+def load_rgb(path: Path, draft_short_side: int | None = None,
+             draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode any Pillow-readable image to 8-bit RGB: EXIF orientation applied, 16-bit samples scaled to
     8 bits, grey and CMYK converted, transparency composited onto white (as a browser shows it; the colour
     under fully transparent pixels is arbitrary). docs/bad_input.md lists every case.
     `draft_short_side`: a JPEG is decoded at the smallest DCT scale (1/1 to 1/8) whose short side is still
-    at least this long (other formats decode in full)."""
+    at least this long (other formats decode in full); `draft_size` (width, height): the smallest whose sides
+    are both at least these."""
     try:
         with Image.open(path) as image:
             if draft_short_side:
                 draft_jpeg(image, draft_short_side)
+            elif draft_size and image.format == "JPEG":
+                image.draft(None, draft_size)
             # In place, and no conversion of what is already RGB: each copy of a decoded image costs about
             # as much as decoding a 512 px JPEG.
             ImageOps.exif_transpose(image, in_place=True)
@@ -60,9 +64,14 @@ def draft_jpeg(image: Image.Image, short_side: int) -> None:
         image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
 
 
-def decode_resized(path: Path, resize: int | None, jpeg_draft: bool) -> np.ndarray:
-    """HxWx3 uint8, what crops are cut from: the decoded image, short side resized to `resize` (None: native).
-    `biqa.data.loading.cache.ResizedImageCache` stores exactly this array."""
+def decode_resized(path: Path, resize: int | tuple[int, int] | None, jpeg_draft: bool) -> np.ndarray:
+    """HxWx3 uint8, what crops are cut from: the decoded image, resized by `resize` (None: native; an int: its
+    short side to that length, bicubic; (height, width): to exactly that size, bilinear, as torchvision's
+    `Resize((h, w))` does on a PIL image). `biqa.data.loading.cache.ResizedImageCache` stores exactly this array."""
+    if isinstance(resize, tuple):
+        height, width = resize
+        image = load_rgb(path, draft_size=(width, height) if jpeg_draft else None)
+        return np.asarray(image.resize((width, height), Image.BILINEAR))
     image = load_rgb(path, draft_short_side=resize if jpeg_draft else None)
     if resize:
         image = resize_short_side(image, resize)
@@ -81,8 +90,9 @@ def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
 class CropSpec:
     size: int = 224
     count: int = 1
-    resize: int | None = None
-    """Resize so the short side is this long before cropping (None keeps the native resolution)."""
+    resize: int | tuple[int, int] | None = None
+    """Before cropping: an int resizes the short side to it; [height, width] resizes to exactly that size, as
+    the Life-IQA authors' `Resize((512, 384))` does (aspect ratio not kept); None keeps the native size."""
     small_images: str = "upscale"
     """What to do with an image smaller than the crop: 'upscale' its short side to the crop size, or 'error'."""
     hflip: bool = False
@@ -94,23 +104,33 @@ class CropSpec:
     (`cut_crops`, called by the model's `on_after_batch_transfer`). K crops of 224 hold ~5x the bytes of a
     512 px image: copying them through the workers' shared memory was the data path's main cost."""
 
+    def __post_init__(self) -> None:
+        if self.resize is not None and not isinstance(self.resize, int):
+            size = tuple(int(side) for side in self.resize)
+            if len(size) != 2:
+                raise ValueError(f"crop resize {list(self.resize)} must be one short side or [height, width]")
+            object.__setattr__(self, "resize", size)  # hashable: specs key the image caches
+
 
 class CropDataset(Dataset):
     """K crops per image, each drawn from a generator seeded by what identifies the visit, so that any
     process or worker, in any run, draws the same crops for it: evaluation seeds by (seed, image index), the
     same crops every epoch; training by (seed, epoch, image index), fresh crops every epoch. Training keys
-    are (position, epoch) pairs from `biqa.data.loading.resumable.EpochShuffle`; a plain position means epoch 0."""
+    are (position, epoch) pairs from `biqa.data.loading.resumable.EpochShuffle`; a plain position means epoch 0.
+    `draws_per_image` > 1: every image holds that many consecutive positions, each an independent draw of
+    `spec.count` crops (seeded by the draw's number too), as in a sample list that repeats every image."""
 
     def __init__(self, records: list[ImageRecord], indices: list[int], spec: CropSpec, train: bool,
-                 depth_provider=None, seed: int = 0, image_cache=None) -> None:
+                 depth_provider=None, seed: int = 0, image_cache=None, draws_per_image: int = 1) -> None:
         self.records, self.indices, self.spec, self.train = records, indices, spec, train
+        self.draws_per_image = draws_per_image
         self.depth_provider, self.seed = depth_provider, seed
         if image_cache is not None and not image_cache.serves(spec):
             raise ValueError(f"image cache {image_cache.folder} holds other resize settings than {spec}")
         self.image_cache = image_cache
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.indices) * self.draws_per_image
 
     @property
     def config_key(self) -> str:
@@ -139,10 +159,12 @@ class CropDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         position, epoch = key if isinstance(key, tuple) else (key, 0)
+        position, draw = divmod(position, self.draws_per_image)
         index = self.indices[position]
         record = self.records[index]
         pixels = self.load_pixels(record)
-        rng = np.random.default_rng((self.seed, epoch, index) if self.train else (self.seed, index))
+        visit = (self.seed, epoch, index) if self.train else (self.seed, index)
+        rng = np.random.default_rng((*visit, draw) if self.draws_per_image > 1 else visit)
         hflip = self.train and self.spec.hflip
         labels = {
             "score": torch.tensor(record.score, dtype=torch.float32),

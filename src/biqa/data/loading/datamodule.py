@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from biqa.run_folder import SPLIT_FILE
 
 log = logging.getLogger(__name__)
 
+BATCH_COMPOSITIONS = ("per_image", "independent_crops")
+
 
 class IQADataModule(L.LightningDataModule):
     def __init__(
@@ -41,16 +44,26 @@ class IQADataModule(L.LightningDataModule):
         test_dataset: Callable[[], DatasetRecords] | None = None,
         image_cache: bool = False,
         image_cache_dir: str | None = None,
+        batch_composition: str = "per_image",
     ) -> None:
         """`test_dataset`: train on all of `dataset`, test on all of this one (`biqa.data.datasets.cross_dataset`).
         `image_cache`: read images decoded and resized once from `image_cache_dir` (`biqa.data.loading.cache`).
-        `num_workers`: "auto" is one loader process per usable core, at most 8."""
+        `num_workers`: "auto" is one loader process per usable core, at most 8.
+        `batch_composition`: how a training batch is made. "per_image": `batch_size` images with
+        `train_crops.count` crops each, cut from one decode. "independent_crops": `batch_size` single crops,
+        each of an image drawn from a shuffled list that holds every training image `train_crops.count` times
+        (the Life-IQA, DEIQT and HyperIQA code): the same crops per epoch, spread over more batches, each
+        crop a decode (or an image-cache read) of its own."""
         super().__init__()
         self.read_dataset = dataset
         self.read_test_dataset = test_dataset
         self.split_args = dict(split or {})
         self.train_spec = CropSpec(**{"hflip": True, **dict(train_crops or {})})
         self.eval_spec = CropSpec(**dict(eval_crops or {}))
+        if batch_composition not in BATCH_COMPOSITIONS:
+            raise ValueError(f"data.batch_composition={batch_composition!r} is unknown; choose one of "
+                             f"{', '.join(BATCH_COMPOSITIONS)}")
+        self.batch_composition = batch_composition
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = default_num_workers() if num_workers == "auto" else int(num_workers)
@@ -107,8 +120,12 @@ class IQADataModule(L.LightningDataModule):
 
     def _loader(self, indices: list[int], spec: CropSpec, train: bool) -> DataLoader:
         seed = int(self.split_args.get("seed", 0))
+        cache = self.image_caches.get(spec)
+        draws = 1
+        if train and self.batch_composition == "independent_crops":
+            spec, draws = dataclasses.replace(spec, count=1), spec.count
         dataset = CropDataset(self.records.records, indices, spec, train, self.depth_provider, seed=seed,
-                              image_cache=self.image_caches.get(spec))
+                              image_cache=cache, draws_per_image=draws)
         # Each pass draws its workers' base seed from the loader's own generator: from the process's, every
         # pass would move on the generator that dropout draws from, and a resumed run, which starts fewer
         # passes than an uninterrupted one, would draw other dropout masks.
@@ -120,8 +137,8 @@ class IQADataModule(L.LightningDataModule):
         # The order and the crops are functions of (seed, epoch), so that a run resumed from a mid-epoch
         # checkpoint sees what the interrupted run would have seen (biqa.data.loading.resumable). Lightning sets
         # the epoch before each pass; the loader starts no worker before its first batch is asked for.
-        batches = SkippingBatchSampler(EpochShuffle(len(indices), seed), self.batch_size,
-                                       drop_last=len(indices) > self.batch_size)
+        batches = SkippingBatchSampler(EpochShuffle(len(dataset), seed), self.batch_size,
+                                       drop_last=len(dataset) > self.batch_size)
         return ResumableLoader(dataset, batch_sampler=batches, **common)
 
     def train_dataloader(self) -> DataLoader:

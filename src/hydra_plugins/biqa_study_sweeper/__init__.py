@@ -1,0 +1,1 @@
+"""biqa's Hydra plugins: the study sweeper."""
