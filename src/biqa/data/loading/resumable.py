@@ -57,6 +57,11 @@ class ResumableLoader(DataLoader):
         super().__init__(*args, **kwargs)
         if not isinstance(self.batch_sampler, SkippingBatchSampler):
             raise TypeError("ResumableLoader needs batch_sampler=SkippingBatchSampler(...)")
+        # Under DDP, Lightning shards `loader.sampler`: a DataLoader given a batch sampler reports a plain
+        # SequentialSampler there, which Lightning would replace by a DistributedSampler over the dataset, and the
+        # (position, epoch) keys, and with them each epoch's fresh crops, would be lost. Reporting the batch
+        # sampler's own sampler makes Lightning wrap it instead (DistributedSamplerWrapper, epoch forwarded).
+        object.__setattr__(self, "sampler", self.batch_sampler.sampler)
         self.batches_served = 0
 
     def __iter__(self) -> Iterator[Any]:
