@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from biqa.checks import check_compatibility, check_config
@@ -21,6 +22,7 @@ from biqa.config import backbone_nodes, without_pretrained_weights
 from biqa.data.datasets.miniature import WRITERS, write_miniature
 from biqa.data.datasets.readers import READERS
 from biqa.data.loading.datamodule import IQADataModule
+from biqa.lit.checkpoint_io import AtomicCheckpointIO
 from biqa.lit.regression import QualityRegressor, load_checkpoint, load_net_weights, read_checkpoint
 from biqa.models.base import QualityModel
 from biqa.plots import scatter_plot
@@ -54,8 +56,12 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:  # the resolved config is each run's config (W&B filters and groups runs by it)
         logger.log_hyperparams(resolved)
+    # Checkpoints written through a temporary file renamed into place: a kill never tears last.ckpt.
+    plugins = [instantiate(p) if isinstance(p, DictConfig) else p for p in cfg.trainer.get("plugins") or []]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir),
-                       **options)
+                       plugins=plugins, **options)
 
 
 def mixed_precision(accelerator: str | None) -> str:
