@@ -43,21 +43,26 @@ def shared_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+def compose_in(folder: Path, cache: Path, config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:
+    """The config the CLI would run, every output under `folder` (the run itself in folder/run)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides or [], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(folder)
+        cfg.paths.output_dir = str(folder / "run")
+        cfg.paths.log_dir = str(folder / "logs")
+        cfg.paths.cache_dir = str(cache)
+        cfg.hydra.runtime.output_dir = str(folder / "run")
+    HydraConfig.instance().set_config(cfg)
+    (folder / "run").mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
 @pytest.fixture
 def compose_config(tmp_path: Path, shared_cache: Path) -> Callable[..., DictConfig]:
     def make(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides or [], return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.paths.root_dir = str(tmp_path)
-            cfg.paths.output_dir = str(tmp_path / "run")
-            cfg.paths.log_dir = str(tmp_path / "logs")
-            cfg.paths.cache_dir = str(shared_cache)
-            cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-        HydraConfig.instance().set_config(cfg)
-        (tmp_path / "run").mkdir(exist_ok=True)
-        return cfg
+        return compose_in(tmp_path, shared_cache, config_name, overrides)
 
     yield make
     GlobalHydra.instance().clear()

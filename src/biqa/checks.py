@@ -29,7 +29,8 @@ def check_config(cfg: DictConfig, choices: Mapping[str, str | None] | None = Non
     app when not given; without one, the ablation check is skipped)."""
     if choices is None:
         choices = _hydra_choices()
-    problems = _ablation_problems(choices) + _recipe_problems(cfg, choices) + _stage_problems(cfg.model)
+    problems = (_ablation_problems(choices) + _recipe_problems(cfg, choices) + _stage_problems(cfg.model)
+                + _multirun_ddp_problems(cfg))
     if problems:
         raise ConfigError(problems)
 
@@ -74,6 +75,31 @@ def _hydra_choices() -> Mapping[str, str | None]:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+
+
+# -- DDP inside a multirun ------------------------------------------------------------------------------------
+
+def _multirun_ddp_problems(cfg: DictConfig) -> list[str]:
+    """Lightning's own DDP launcher starts the other ranks by running the command line again: inside a Hydra
+    multirun (`-m`, a sweep, a study) each of them would run the whole sweep. Ranks that Slurm or torchrun
+    start are joined instead, and those are fine."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    trainer = cfg.get("trainer") or {}
+    strategy, devices = str(trainer.get("strategy") or ""), trainer.get("devices", 1)
+    if not strategy.startswith("ddp") or "spawn" in strategy or str(devices) == "1":
+        return []
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return []
+    if SLURMEnvironment.detect() or TorchElasticEnvironment.detect():
+        return []
+    return [f"trainer.strategy={strategy} with trainer.devices={devices} inside a multirun (-m, biqa-sweep): "
+            "Lightning starts the other DDP processes by running this command line again, so each would run the "
+            "whole sweep. Run the jobs one at a time without -m (e.g. for s in 0 1; do biqa-train seed=$s "
+            f"trainer.strategy={strategy}; done), or on Slurm with one task per device (hydra/launcher=slurm "
+            "hydra.launcher.tasks_per_node=<trainer.devices>), where Lightning joins the tasks Slurm starts"]
 
 
 # -- backbone stages a decoder taps (each model states its own rule) -----------------------------------------

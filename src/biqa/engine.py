@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from biqa.checks import check_compatibility, check_config
@@ -21,7 +22,8 @@ from biqa.config import backbone_nodes, without_pretrained_weights
 from biqa.data.datasets.miniature import WRITERS, write_miniature
 from biqa.data.datasets.readers import READERS
 from biqa.data.loading.datamodule import IQADataModule
-from biqa.lit.regression import QualityRegressor
+from biqa.lit.checkpoint_io import AtomicCheckpointIO
+from biqa.lit.regression import QualityRegressor, load_checkpoint, load_net_weights, read_checkpoint
 from biqa.lit.routing import RoutingRecorder, routers, routing_table
 from biqa.models.base import QualityModel
 from biqa.plots import scatter_plot
@@ -49,10 +51,39 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if module is not None and routers(module):
         callbacks.append(RoutingRecorder())  # test-time only: which experts each test image's tokens went to
+    options = {}
+    if cfg.trainer.get("precision") == "mixed":
+        options["precision"] = mixed_precision(cfg.trainer.get("accelerator"))
+    if cfg.trainer.get("strategy") == "ddp" and getattr(getattr(module, "net", None), "has_conditional_parameters", False):
+        # Only then: the search for the parameters a step did not use walks the autograd graph every step.
+        options["strategy"] = "ddp_find_unused_parameters_true"
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:  # the resolved config is each run's config (W&B filters and groups runs by it)
         logger.log_hyperparams(resolved)
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    # Checkpoints written through a temporary file renamed into place: a kill never tears last.ckpt.
+    plugins = [instantiate(p) if isinstance(p, DictConfig) else p for p in cfg.trainer.get("plugins") or []]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir),
+                       plugins=plugins, **options)
+
+
+def mixed_precision(accelerator: str | None) -> str:
+    """`trainer.precision=mixed`: bf16 autocast on a GPU that supports it (no loss scaling, fp32's range),
+    else fp16 with loss scaling; full precision without a GPU, where autocast rarely pays."""
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def speed_up(net: QualityModel, model_cfg: DictConfig) -> QualityModel:
+    """`model.channels_last` (NHWC weights; the module feeds NHWC crops) and `model.compile` (torch.compile, in
+    place, so checkpoints keep the plain parameter names)."""
+    if model_cfg.get("channels_last"):
+        net = net.to(memory_format=torch.channels_last)
+    if model_cfg.get("compile"):
+        net.compile()
+    return net
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -66,9 +97,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg = rehearsal_config(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
+    if cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: IQADataModule = instantiate(cfg.data)
     net: QualityModel = instantiate(cfg.model.net)
+    if cfg.model.get("init_from"):
+        load_net_weights(net, read_checkpoint(cfg.model.init_from), f"model.init_from={cfg.model.init_from}")
     losses = instantiate(cfg.model.losses)
     check_compatibility(net, datamodule, losses, cfg.model)
     tell_losses_the_score_range(losses, datamodule)
@@ -76,7 +111,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         from biqa.data.derived.feature_cache import use_feature_cache
 
         datamodule = use_feature_cache(datamodule, net, cfg.feature_cache)
-    module = build_module(cfg.model, net, losses, cfg.optim, cfg)
+    module = build_module(cfg.model, speed_up(net, cfg.model), losses, cfg.optim, cfg)
+    if cfg.model.get("channels_last"):
+        module.input_memory_format = torch.channels_last
     trainer = build_trainer(cfg, output_dir, module)
 
     resume_from = cfg.get("ckpt_path") or (last_checkpoint(output_dir) if cfg.get("resume") else None)
@@ -152,20 +189,13 @@ def build_module(model_cfg: DictConfig, net: QualityModel, losses, optim, run_co
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild the checkpoint's model (and, unless `data=` is given, its data and split) and test it."""
-    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-    stored = checkpoint.get("biqa_config")
-    if stored is None:
-        raise ValueError(f"{cfg.ckpt_path} has no biqa_config: it was not written by biqa-train")
-    stored = OmegaConf.create(stored)
+    module, stored = load_checkpoint(cfg.ckpt_path)
     data_cfg = cfg.data if cfg.get("data") is not None else stored.data
     if cfg.get("data") is None and cfg.get("dataset_root"):
         data_cfg.dataset.root = cfg.dataset_root
     output_dir = Path(cfg.paths.output_dir)
     # The split file and any skipped-rows list go to this evaluation's folder, not the training run's.
     datamodule: IQADataModule = instantiate(data_cfg, run_dir=str(output_dir))
-    net = instantiate(without_pretrained_weights(stored.model.net))
-    module = QualityRegressor(net, instantiate(stored.model.losses), optim=stored.optim, run_config=stored)
-    module.load_state_dict(checkpoint["state_dict"])
     trainer = build_trainer(cfg, output_dir, module)
     datamodule.setup("test")
     part = cfg.get("part", "test")
@@ -188,6 +218,26 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         write_routing(trainer, datamodule, output_dir / ROUTING_FILE)
         print_metrics(metrics, "test", output_dir)
     return metrics
+
+
+
+def import_authors(cfg: DictConfig) -> Path:
+    """biqa-import-authors: an authors' Life-IQA / DGIQA file -> a biqa checkpoint (network weights and the
+    composed run config, with the authors' test-time crops as its evaluation crops)."""
+    from biqa.models.authors import import_authors_checkpoint
+
+    overrides = [f"+data/eval_crops=authors_{cfg.authors_model}", *cfg.overrides]
+    net, run_cfg, imported = import_authors_checkpoint(cfg.input, cfg.authors_model, cfg.allow_pickle, overrides)
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    description = (f"the authors' {cfg.authors_model} weights from {Path(cfg.input).name} "
+                   f"({imported['layout']}, {imported['authors_keys']} keys)")
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "biqa_config": OmegaConf.to_container(run_cfg, resolve=True),
+                "imported_from": imported, "description": description}, output)
+    architecture = ", ".join(f"{k} {v}" for k, v in imported["architecture"].items() if v is not None)
+    print(f"imported {description}: {architecture}; every key used once -> {output}", flush=True)
+    return output
 
 
 def test_checkpoint(cfg: DictConfig) -> dict[str, float]:

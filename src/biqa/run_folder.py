@@ -33,8 +33,10 @@ LAST_CHECKPOINT = "last.ckpt"
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    last = folder / CHECKPOINT_DIR / LAST_CHECKPOINT
-    return str(last) if last.exists() else None
+    """The newer of checkpoints/last.ckpt and the mid-epoch checkpoint saved when Slurm warned of the job's end
+    (`hpc_ckpt_<n>.ckpt`, biqa.lit.slurm)."""
+    saved = [p for p in [folder / CHECKPOINT_DIR / LAST_CHECKPOINT, *folder.glob("hpc_ckpt_*.ckpt")] if p.exists()]
+    return str(max(saved, key=lambda p: p.stat().st_mtime_ns)) if saved else None
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -26,8 +26,10 @@ def documented_commands() -> list[tuple[str, list[str]]]:
         for line in text.splitlines():
             line = line.split(" #")[0].strip()
             if line.startswith("biqa-train"):
-                # "-m" (a sweep of these) and "[...]" (an optional extra) change nothing composed here.
+                # "[...]" is an optional extra; under "-m" (a sweep) each job is one value of a=x,y,z: the first.
                 words = [w for w in shlex.split(line)[1:] if w != "-m" and not w.startswith("[")]
+                if "-m" in line.split():
+                    words = [re.sub(r"=([^\[\],]+),.*", r"=\1", w) for w in words]
                 commands.append((f"{source.relative_to(CONF.parent)}: {line}", words))
     return commands
 

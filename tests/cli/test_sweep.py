@@ -3,7 +3,6 @@ code path (submitit's local executor), and W&B offline runs, one per job, read b
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
@@ -124,8 +123,3 @@ def test_slurm_config_has_one_task_per_device(tmp_path, extra, error):
     assert launcher.tasks_per_node == launcher.gpus_per_node
     assert {"partition", "timeout_min", "array_parallelism", "cpus_per_task", "setup"} <= set(launcher)
 
-
-def test_no_hydra_internal_import_in_the_sources():
-    sources = Path(__file__).resolve().parents[2] / "src"
-    offenders = [str(p) for p in sources.rglob("*.py") if "hydra._internal" in p.read_text()]
-    assert not offenders

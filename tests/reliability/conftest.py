@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import TINY
@@ -27,3 +28,12 @@ def run_cli(module: str, *overrides: str, timeout: float = 300, check: bool = Tr
 def cli_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")]),
             "HYDRA_FULL_ERROR": "1"}
+
+
+def wait_for_marker(marker: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Until a paused run (a PauseOnce-style callback) writes `marker`; fails if the run ends or never gets there."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert process.poll() is None, f"the run ended before it reached the marker:\n{process.stderr.read()}"
+        assert time.monotonic() < deadline, "the run never reached the step where it writes the marker"
+        time.sleep(0.2)

@@ -26,6 +26,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, Dataset
 
 from biqa.data.datasets.distortions import DISTORTION_NAMES, LEVELS, distort, distortion_index
+from biqa.data.loading.crops import unit_range
 from biqa.models.distortion_encoder import DistortionEncoder
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ class DistortionContrastive(L.LightningModule):
 
     def contrastive_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         views = batch["views"]
-        images = views.flatten(0, 1).float().div(255)
+        images = unit_range(views.flatten(0, 1))
         labels = distortion_class(batch["distortion_type"], batch["distortion_level"]).repeat_interleave(
             views.shape[1]
         )

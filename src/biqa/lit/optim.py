@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from biqa.models.base import QualityModel
@@ -13,13 +16,13 @@ from biqa.models.base import QualityModel
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"
+    optimizer: Any = None
+    """A torch optimizer partially applied (`_partial_: true` config or a callable) that takes the parameter
+    groups and `lr`; None: AdamW with torch's defaults."""
     lr: float = 1e-4
     backbone_lr_mult: float = 1.0
     """Backbone learning rate = lr * backbone_lr_mult (fine-tuned backbones usually want < 1)."""
     weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = 0.9
     warmup_epochs: float = 0.0
     schedule: str = "cosine"
     """cosine | step | constant, applied per optimisation step after the warm-up."""
@@ -71,13 +74,12 @@ def parameter_groups(net: QualityModel, cfg: OptimConfig) -> list[dict]:
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
-    if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
-    if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    raise ValueError(f"optim.name '{cfg.name}' is unknown; choose one of adamw, adam, sgd")
+    factory = cfg.optimizer
+    if factory is None:
+        factory = torch.optim.AdamW
+    elif isinstance(factory, Mapping):
+        factory = instantiate(factory, _partial_=True, _convert_="all")
+    return factory(groups, lr=cfg.lr)
 
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: OptimConfig) -> float:

@@ -7,14 +7,18 @@ averages the K crop predictions per image before the metrics, which are computed
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
-from biqa.data.loading.crops import cut_crops
+from biqa.config import without_pretrained_weights
+from biqa.data.loading.crops import net_inputs
 from biqa.lit.losses import Batch, LossTerm
 from biqa.lit.optim import OptimConfig, build_optimizer, lr_factor, parameter_groups
 from biqa.metrics import QualityMetrics, fitted_plcc
@@ -42,20 +46,12 @@ class QualityRegressor(L.LightningModule):
         self.run_config = OmegaConf.to_container(run_config, resolve=True) if isinstance(run_config, DictConfig) else run_config
         self.metrics = torch.nn.ModuleDict({"val": QualityMetrics(), "test": QualityMetrics()})
         self.test_predictions: dict[str, torch.Tensor] = {}
+        # torch.channels_last with model.channels_last: NHWC crops for an NHWC model.
+        self.input_memory_format = torch.contiguous_format
 
     # -- data -----------------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        batch = dict(batch)
-        if "pixels" in batch:  # data.*_crops.cut_on_device: the crops are cut here, on the model's device
-            crops = cut_crops(batch.pop("pixels"), batch.pop("boxes"), batch.pop("crop_size"))
-            batch = {"images": crops[:, :, :3], **batch}
-            if crops.shape[2] > 3:
-                batch["depth"] = crops[:, :, 3:]
-        if "images" in batch:
-            batch["images"] = batch["images"].float().div_(255)
-        if "depth" in batch:
-            batch["depth"] = batch["depth"].float().div_(255)
-        return batch
+        return net_inputs(batch)
 
     @staticmethod
     def flat_crops(batch: Batch) -> tuple[dict[str, Any], int]:
@@ -73,6 +69,9 @@ class QualityRegressor(L.LightningModule):
     def forward_crops(self, batch: Batch) -> tuple[QualityOutput, Batch]:
         """Run the net on all B*K crops; returns the output and the batch's labels repeated per crop."""
         inputs, k = self.flat_crops(batch)
+        for key in ("images", "depth"):
+            if key in inputs:
+                inputs[key] = inputs[key].contiguous(memory_format=self.input_memory_format)
         output = self.net(inputs.pop("images", None), **inputs)
         per_crop = {key: batch[key].repeat_interleave(k) for key in PER_CROP_KEYS if key in batch}
         return output, per_crop
@@ -138,3 +137,62 @@ class QualityRegressor(L.LightningModule):
     # -- provenance -----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["biqa_config"] = self.run_config
+        # The training dataset's score scale, so that biqa-predict can report scores on it (MOS 1-5, 0-100, ...).
+        records = getattr(self.trainer.datamodule, "records", None)
+        if records is not None:
+            checkpoint["biqa_score_scale"] = asdict(records.scale)
+
+
+def load_checkpoint(path: str | Path) -> tuple[QualityRegressor, DictConfig]:
+    """The one way from a biqa checkpoint to a model: the module with its weights (a head-only checkpoint's
+    other parts from its config's pretrained weights, see `net_from_checkpoint`) and the checkpoint's config."""
+    checkpoint = read_checkpoint(path)
+    stored = OmegaConf.create(checkpoint["biqa_config"])
+    net = net_from_checkpoint(checkpoint, str(path))
+    # No optimizer: a loaded model is evaluated or predicts; resuming training goes through Lightning's ckpt_path.
+    return QualityRegressor(net, instantiate(stored.model.losses), run_config=stored), stored
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A biqa checkpoint: from biqa-train, biqa-import-authors, or a head-only file such as the shipped
+    default. Loaded with pickle (its config is a Python object): only read files you trust."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or "biqa_config" not in checkpoint:
+        raise ValueError(f"{path} has no biqa_config: it was not written by biqa-train or biqa-import-authors "
+                         "(an authors' Life-IQA/DGIQA file converts with biqa-import-authors)")
+    return checkpoint
+
+
+def net_from_checkpoint(checkpoint: dict[str, Any], source: str) -> QualityModel:
+    """The checkpoint's network with its weights. A head-only checkpoint (`weights_from_config` lists the
+    parts it leaves out) builds those parts from its config's pretrained weights, e.g. the offline backbone."""
+    stored = OmegaConf.create(checkpoint["biqa_config"])
+    net_cfg = stored.model.net if checkpoint.get("weights_from_config") else without_pretrained_weights(stored.model.net)
+    net = instantiate(net_cfg)
+    load_net_weights(net, checkpoint, source)
+    return net
+
+
+def load_net_weights(net: QualityModel, checkpoint: dict[str, Any], source: str) -> None:
+    """Every network key from the checkpoint (except the parts it declares in `weights_from_config`), and
+    no key the network lacks; a mismatch names the keys and the file."""
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    from_config = tuple(checkpoint.get("weights_from_config") or ())
+    target = net.state_dict()
+    missing = sorted(k for k in set(target) - set(state) if not (from_config and k.startswith(from_config)))
+    unexpected = sorted(set(state) - set(target))
+    shapes = sorted(f"{k}: file {tuple(state[k].shape)}, model {tuple(target[k].shape)}"
+                    for k in set(state) & set(target) if state[k].shape != target[k].shape)
+    if missing or unexpected or shapes:
+        def listed(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "") if keys else "none"
+        raise ValueError(
+            f"{source}: the checkpoint's weights do not fit {type(net).__name__} as configured "
+            f"({len(missing)} missing: {listed(missing)}; {len(unexpected)} unexpected: {listed(unexpected)}; "
+            f"{len(shapes)} shape mismatch(es): {listed(shapes)}). Configure the model the checkpoint was "
+            "trained as (its biqa_config), e.g. the same model= and model/backbone=."
+        )
+    net.load_state_dict(state, strict=not from_config)

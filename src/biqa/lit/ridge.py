@@ -2,7 +2,7 @@
 the features, ridge regression is solved for every penalty in `alphas`, and the validation part picks the
 penalty with the best SRCC, as it picks a decoder's checkpoint. Evaluation, metrics, predictions and
 checkpoints are the regression module's, so a probe is a row of any study like a decoder.
-Single-process only: the training features are collected in this process's memory.
+Under DDP every rank collects its shard's features and statistics; all ranks solve on all of them, gathered.
 """
 
 from __future__ import annotations
@@ -50,9 +50,11 @@ class RidgeProbeRegressor(QualityRegressor):
         inputs, k = self.flat_crops(batch)
         return self.net.statistics(inputs.get("images"), inputs.get("features")).double(), k
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         stats, k = self.crop_statistics(batch)
         self._train.append((stats.cpu(), batch["score"].double().repeat_interleave(k).cpu()))
+        # No gradient step (there is no optimizer), but under DDP Lightning needs a loss from every step.
+        return sum(parameter.sum() for parameter in self.net.head.parameters()) * 0.0
 
     def on_validation_epoch_start(self) -> None:
         if self._train:
@@ -63,14 +65,20 @@ class RidgeProbeRegressor(QualityRegressor):
     def _solve(self) -> tuple[torch.Tensor, float, torch.Tensor, torch.Tensor]:
         """Ridge on z-scored features, one solution per alpha: weights (d, A); the intercept, the training
         crops' mean score, is the same for every alpha."""
-        x = torch.cat([s for s, _ in self._train])
-        y = torch.cat([t for _, t in self._train])
+        x = self._gathered(torch.cat([s for s, _ in self._train]))
+        y = self._gathered(torch.cat([t for _, t in self._train]))
         mean, scale = x.mean(dim=0), x.std(dim=0).clamp_min(1e-8)
         z = (x - mean) / scale
         gram, moment = z.T @ z, z.T @ (y - y.mean())
         eye = torch.eye(gram.shape[0], dtype=gram.dtype)
         weights = torch.stack([torch.linalg.solve(gram + a * eye, moment) for a in self.alphas], dim=1)
         return weights, float(y.mean()), mean, scale
+
+    def _gathered(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's rows, in rank order (the distributed sampler gives every rank as many)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return rows
+        return self.all_gather(rows.to(self.device)).flatten(0, 1).cpu()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if self._candidates is None:  # the sanity check before any fit
@@ -85,9 +93,9 @@ class RidgeProbeRegressor(QualityRegressor):
     def on_validation_epoch_end(self) -> None:
         if self._candidates is None or not self._val:
             return
-        preds = torch.cat([p for p, _, _ in self._val])
-        target = torch.cat([t for _, t, _ in self._val])
-        index = torch.cat([i for _, _, i in self._val])
+        preds = self._gathered(torch.cat([p for p, _, _ in self._val]))
+        target = self._gathered(torch.cat([t for _, t, _ in self._val]))
+        index = self._gathered(torch.cat([i for _, _, i in self._val]))
         srcc = [correlation_metrics(preds[:, a], target)["srcc"] for a in range(len(self.alphas))]
         best = max(range(len(self.alphas)), key=lambda a: srcc[a])
         weights, intercept, mean, scale = self._candidates

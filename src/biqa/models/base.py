@@ -34,10 +34,13 @@ class QualityModel(nn.Module):
     computed once by the frozen-backbone feature cache (biqa.data.derived.feature_cache), and skips the backbone;
     with `needs_images_with_features` it gets the crops too, for branches that read pixels (MFENet, BFRD).
     `decoder_parameters()` is every trainable parameter outside backbones (for lr groups and cost reports).
+    `has_conditional_parameters`: some trainable parameter gets no gradient from some batches (a head trained
+    only on labelled images); DDP then has to search every step for the parameters a step did not use.
     `stage_problem` checks the model's config against the stages a backbone gives, before anything is built.
     """
 
     uses_depth: bool = False
+    has_conditional_parameters: bool = False
     supports_cached_features: bool = False
     needs_images_with_features: bool = False
 

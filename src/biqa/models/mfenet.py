@@ -185,6 +185,12 @@ class MFENet(QualityModel):
             head += [nn.Linear(head_channels, 1)]
         self.head = nn.Sequential(*head)
 
+    @property
+    def has_conditional_parameters(self) -> bool:
+        # The type classifier learns only from batches with distortion-type labels: none on KonIQ or BIQ2021,
+        # some on a mix of datasets, and under DDP one rank's batch may have them while another's has not.
+        return self.distortion_aware is not None
+
     def forward(
         self, images: torch.Tensor, depth: torch.Tensor | None = None, features: list[torch.Tensor] | None = None,
     ) -> QualityOutput:

@@ -25,9 +25,11 @@ def as_list(keys: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return keys
 
 
-def loader(size: int = 10, batch_size: int = 3, epoch: int = 0, num_workers: int = 0) -> ResumableLoader:
+def loader(size: int = 10, batch_size: int = 3, epoch: int = 0, num_workers: int = 0,
+           persistent_workers: bool = False) -> ResumableLoader:
     batches = SkippingBatchSampler(EpochShuffle(size, seed=7, epoch=epoch), batch_size, drop_last=True)
-    return ResumableLoader(Keys(size), batch_sampler=batches, num_workers=num_workers, collate_fn=as_list)
+    return ResumableLoader(Keys(size), batch_sampler=batches, num_workers=num_workers, collate_fn=as_list,
+                           persistent_workers=persistent_workers)
 
 
 def test_order_is_a_function_of_seed_and_epoch():
@@ -37,16 +39,18 @@ def test_order_is_a_function_of_seed_and_epoch():
     assert sorted(position for position, _ in keys) == list(range(10)) and {e for _, e in keys} == {2}
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_a_restarted_loader_serves_the_batches_the_interrupted_one_had_not_reached(num_workers):
+@pytest.mark.parametrize(("num_workers", "persistent_workers"), [(0, False), (2, False), (2, True)])
+def test_a_restarted_loader_serves_the_batches_the_interrupted_one_had_not_reached(num_workers, persistent_workers):
     uninterrupted = list(loader(epoch=4))
-    interrupted = loader(epoch=4, num_workers=num_workers)
+    interrupted = loader(epoch=4, num_workers=num_workers, persistent_workers=persistent_workers)
     batches = iter(interrupted)
     assert [next(batches), next(batches)] == uninterrupted[:2]
     state = interrupted.state_dict()
     assert state == {"epoch": 4, "batches_served": 2}  # workers load ahead; only what was handed out counts
 
-    restarted = loader(epoch=0)  # a fresh run builds its loader at epoch 0 until the state arrives
+    # A fresh run builds its loader at epoch 0 until the state arrives. With workers, torch begins the batch
+    # sampler twice per pass: the skip must hold for both.
+    restarted = loader(epoch=0, num_workers=num_workers, persistent_workers=persistent_workers)
     restarted.load_state_dict(state)
     assert list(restarted) == uninterrupted[2:]
     assert restarted.state_dict() == {"epoch": 4, "batches_served": 3}

@@ -32,7 +32,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from biqa.data.datasets.records import ImageRecord
-from biqa.data.loading.crops import load_rgb
+from biqa.data.loading.crops import load_rgb, unit_range
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class DepthAnythingProvider(CachedDepthProvider):
         maps: list[np.ndarray] = [np.empty(0)] * len(images)
         for (height, width), indices in groups.items():
             pixels = np.stack([np.asarray(images[i].resize((width, height), Image.BICUBIC)) for i in indices])
-            batch = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float().div(255)
+            batch = unit_range(torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2))
             with torch.inference_mode():
                 predicted = network(pixel_values=(batch - mean) / std).predicted_depth
             for row, index in enumerate(indices):

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from biqa.data.loading.crops import CropDataset, CropSpec
+from biqa.data.loading.crops import CropDataset, CropSpec, net_inputs
 from biqa.data.loading.datamodule import IQADataModule
 from biqa.models.base import QualityModel
 
@@ -69,9 +69,9 @@ class FeatureStore:
         try:
             with torch.no_grad():
                 for batch in tqdm(loader, desc="backbone features", unit="batch", dynamic_ncols=True):
-                    images = batch["images"].to(device)
+                    images = net_inputs({"images": batch["images"].to(device)})["images"]
                     b, v = images.shape[:2]
-                    stages = backbone(images.flatten(0, 1).float().div_(255))
+                    stages = backbone(images.flatten(0, 1))
                     if not arrays:
                         arrays = [np.lib.format.open_memmap(partial / f"stage{i}.npy", mode="w+", dtype=dtype,
                                                             shape=(len(crops), v, *s.shape[1:]))

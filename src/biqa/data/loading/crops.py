@@ -224,6 +224,28 @@ def collate_pixels(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"pixels": default_collate(padded), "crop_size": items[0]["crop_size"], **default_collate(rest)}
 
 
+def unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (0-255) as the float [0, 1] every network of biqa reads (a float input is not changed)."""
+    as_float = pixels.float()
+    return as_float.div_(255) if as_float is not pixels else as_float.div(255)
+
+
+def net_inputs(batch: dict) -> dict:
+    """A loader's batch as the net reads it, on the batch's device: the K crops cut if the loader handed over
+    whole images (`pixels` + `boxes`, `cut_on_device`), crops and depth in [0, 1]. The one way from a batch to
+    the net's input: training, evaluation, prediction and the feature cache all go through it."""
+    batch = dict(batch)
+    if "pixels" in batch:
+        crops = cut_crops(batch.pop("pixels"), batch.pop("boxes"), batch.pop("crop_size"))
+        batch = {"images": crops[:, :, :3], **batch}
+        if crops.shape[2] > 3:
+            batch["depth"] = crops[:, :, 3:]
+    for key in ("images", "depth"):
+        if key in batch:
+            batch[key] = unit_range(batch[key])
+    return batch
+
+
 def cut_crops(pixels: torch.Tensor, boxes: torch.Tensor, size: int,
               out: torch.Tensor | None = None) -> torch.Tensor:
     """(B, K, C, size, size) crops of the (B, C, H, W) images `pixels` at `boxes` (B, K, 3: top, left, flip),

@@ -126,8 +126,11 @@ class IQADataModule(L.LightningDataModule):
             spec, draws = dataclasses.replace(spec, count=1), spec.count
         dataset = CropDataset(self.records.records, indices, spec, train, self.depth_provider, seed=seed,
                               image_cache=cache, draws_per_image=draws)
+        # Each pass draws its workers' base seed from the loader's own generator: from the process's, every
+        # pass would move on the generator that dropout draws from, and a resumed run, which starts fewer
+        # passes than an uninterrupted one, would draw other dropout masks.
         common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
-                      persistent_workers=self.persistent_workers,
+                      persistent_workers=self.persistent_workers, generator=torch.Generator().manual_seed(seed),
                       collate_fn=collate_pixels if spec.cut_on_device else None)
         if not train:
             return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)

@@ -35,15 +35,17 @@ class EpochShuffle(Sampler[tuple[int, int]]):
 
 
 class SkippingBatchSampler(BatchSampler):
-    """Batches of the wrapped sampler; the next pass starts `skip` batches in (once), without loading them."""
+    """Batches of the wrapped sampler; every pass begun while `skip` is set starts `skip` batches in, without
+    loading them. `ResumableLoader` sets it for the one pass that resumes an epoch: a loader with workers
+    begins its sampler twice when it starts a pass (torch's multi-process iterator does), so the skip
+    cannot be spent by the first pass that asks for it."""
 
     def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool) -> None:
         super().__init__(sampler, batch_size, drop_last)
         self.skip = 0
 
     def __iter__(self) -> Iterator[list]:
-        skip, self.skip = self.skip, 0
-        return islice(super().__iter__(), skip, None)
+        return islice(super().__iter__(), self.skip, None)
 
 
 class ResumableLoader(DataLoader):
@@ -55,13 +57,22 @@ class ResumableLoader(DataLoader):
         super().__init__(*args, **kwargs)
         if not isinstance(self.batch_sampler, SkippingBatchSampler):
             raise TypeError("ResumableLoader needs batch_sampler=SkippingBatchSampler(...)")
+        # Under DDP, Lightning shards `loader.sampler`: a DataLoader given a batch sampler reports a plain
+        # SequentialSampler there, which Lightning would replace by a DistributedSampler over the dataset, and the
+        # (position, epoch) keys, and with them each epoch's fresh crops, would be lost. Reporting the batch
+        # sampler's own sampler makes Lightning wrap it instead (DistributedSamplerWrapper, epoch forwarded).
+        object.__setattr__(self, "sampler", self.batch_sampler.sampler)
         self.batches_served = 0
 
     def __iter__(self) -> Iterator[Any]:
         # A generator: nothing (no worker, no index) is drawn before the first batch is asked for, by which
         # time Lightning has set the sampler's epoch and handed back the saved state.
         self.batches_served = self.batch_sampler.skip
-        for batch in super().__iter__():
+        try:
+            batches = super().__iter__()  # every sampler pass this begins starts at the saved position
+        finally:
+            self.batch_sampler.skip = 0  # the next epoch starts at its beginning
+        for batch in batches:
             self.batches_served += 1
             yield batch
 
