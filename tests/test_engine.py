@@ -90,3 +90,29 @@ def test_rerun_resumes_from_its_last_checkpoint(compose_config, caplog):
         train(cfg)
     assert f"resuming from {last}" in caplog.text
     assert torch.load(last, weights_only=False)["global_step"] == 2 * first_step
+
+
+def test_predictions_carry_distortion_labels_and_a_moe_model_records_its_routing(compose_config):
+    cfg = compose_config("train", TINY + ["model=lifeiqa", "model/backbone=test_efficientnet",
+                                          "model.net.embed_dim=32", "model.net.num_heads=2", "model.net.depth=1"])
+    record = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    predictions = list(csv.DictReader((run / "test_predictions.csv").open()))
+    assert {row["distortion_type"] for row in predictions} <= {"gaussian_blur", "gaussian_noise", "jpeg"}
+    assert {row["distortion_level"] for row in predictions} <= {"1", "2"}
+    routing = list(csv.DictReader((run / "test_routing.csv").open()))
+    assert np.isfinite(record["test/srcc"])
+    # Every test image, 2 crops x 6 query tokens x top-2 experts, one router.
+    assert len(routing) == len(predictions) * 2 * 6 * 2
+    assert {row["image"] for row in routing} == {row["image"] for row in predictions}
+    assert {row["router"] for row in routing} == {"net.moe.moe.router"}
+    per_token = {}
+    for row in routing:
+        key = (row["image"], row["crop"], row["token"])
+        per_token[key] = per_token.get(key, 0.0) + float(row["weight"])
+    assert np.allclose(list(per_token.values()), 1.0, atol=1e-4)
+
+
+def test_a_model_without_experts_writes_no_routing(trained_run):
+    _, _, run = trained_run
+    assert not (run / "test_routing.csv").exists()

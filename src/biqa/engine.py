@@ -24,12 +24,14 @@ from biqa.data.datasets.readers import READERS
 from biqa.data.loading.datamodule import IQADataModule
 from biqa.lit.checkpoint_io import AtomicCheckpointIO
 from biqa.lit.regression import QualityRegressor, load_checkpoint, load_net_weights, read_checkpoint
+from biqa.lit.routing import RoutingRecorder, routers, routing_table
 from biqa.models.base import QualityModel
 from biqa.plots import scatter_plot
 from biqa.run_folder import (
     EVAL_RESULT_FILE,
     PREDICTIONS_FILE,
     RESULT_FILE,
+    ROUTING_FILE,
     SCATTER_FILE,
     last_checkpoint,
     read_json,
@@ -47,6 +49,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, module: L.LightningModule |
         # A closed-form fit has no learning rate to monitor, and Lightning refuses the monitor without one.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if module is not None and routers(module):
+        callbacks.append(RoutingRecorder())  # test-time only: which experts each test image's tokens went to
     options = {}
     if cfg.trainer.get("precision") == "mixed":
         options["precision"] = mixed_precision(cfg.trainer.get("accelerator"))
@@ -127,6 +131,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if trainer.is_global_zero:
             write_predictions(module, datamodule, output_dir / PREDICTIONS_FILE)
+            write_routing(trainer, datamodule, output_dir / ROUTING_FILE)
             scatter_plot(output_dir / PREDICTIONS_FILE, output_dir / SCATTER_FILE, title=output_dir.name)
     record = {
         "metrics": metrics,
@@ -191,7 +196,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     # The split file and any skipped-rows list go to this evaluation's folder, not the training run's.
     datamodule: IQADataModule = instantiate(data_cfg, run_dir=str(output_dir))
-    trainer = build_trainer(cfg, output_dir)
+    trainer = build_trainer(cfg, output_dir, module)
     datamodule.setup("test")
     part = cfg.get("part", "test")
     loader = {"test": datamodule.test_dataloader, "val": datamodule.val_dataloader}.get(part)
@@ -210,6 +215,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         record = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), "part": part,
                   "num_images": len(getattr(datamodule.split, part)), "config": OmegaConf.to_container(cfg, resolve=True)}
         (output_dir / EVAL_RESULT_FILE).write_text(json.dumps(record, indent=1, default=str))
+        write_routing(trainer, datamodule, output_dir / ROUTING_FILE)
         print_metrics(metrics, "test", output_dir)
     return metrics
 
@@ -254,15 +260,35 @@ def _data_choice() -> str | None:
 
 
 def write_predictions(module: QualityRegressor, datamodule: IQADataModule, path: Path) -> None:
+    """One row per test image: its name, MOS and prediction (normalised scale), and its distortion type
+    (by name) and level where the dataset has them."""
     predictions = module.test_predictions
     if not predictions:
         return
-    records = datamodule.records.records
-    lines = ["image,score,prediction"]
+    dataset = datamodule.records
+    records = dataset.records
+    labelled = dataset.has_distortion_labels
+    lines = ["image,score,prediction" + (",distortion_type,distortion_level" if labelled else "")]
     for index, score, pred in zip(predictions["index"].tolist(), predictions["score"].tolist(),
                                   predictions["pred"].tolist(), strict=True):
-        lines.append(f"\"{records[index].image_id}\",{score:.6f},{pred:.6f}")
+        record = records[index]
+        line = f"\"{record.image_id}\",{score:.6f},{pred:.6f}"
+        if labelled:
+            kind = dataset.distortion_types[record.distortion_type] if record.distortion_type is not None else ""
+            level = record.distortion_level if record.distortion_level is not None else ""
+            line += f",\"{kind}\",{level}"
+        lines.append(line)
     path.write_text("\n".join(lines) + "\n")
+
+
+def write_routing(trainer: L.Trainer, datamodule: IQADataModule, path: Path) -> None:
+    """The test images' expert routing (`biqa.lit.routing`), for models with a mixture of experts."""
+    recorder = next((c for c in trainer.callbacks if isinstance(c, RoutingRecorder)), None)
+    if recorder is None or not trainer.is_global_zero:
+        return
+    table = routing_table(recorder, [record.image_id for record in datamodule.records.records])
+    if not table.empty:
+        table.to_csv(path, index=False, float_format="%.5f")
 
 
 def parameter_counts(net: QualityModel) -> dict[str, int]:

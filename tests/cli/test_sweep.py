@@ -63,6 +63,8 @@ def test_a_study_through_biqa_train_gives_one_wandb_run_per_job_and_a_summary_ru
     (summary,) = offline_runs(study.study_dir / "report")
     assert (summary.group, summary.job_type) == (study.study_id, "summary") and summary.finished
     assert {"summary/_type", "runs/_type", "srcc/_type"} <= summary.history_keys
+    # The report's analyses (the synthetic data has distortion types): tables and the heatmap.
+    assert {"analysis/per_distortion/_type", "analysis/per_distortion_heatmap/_type"} <= summary.history_keys
     assert os.environ["WANDB_MODE"] == "offline"
 
 

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from biqa.config import CONFIG_DIR, run_name
 from biqa.run_folder import RESULT_FILE, read_json
+from biqa.study.analysis import log_to_wandb as log_analyses_to_wandb
 from biqa.study.job import request_stop
 from biqa.study.records import Status, job_status, set_aside
 from biqa.study.report import ReportFiles, write_report
@@ -207,6 +208,7 @@ def log_summary_to_wandb(study: Study, config: DictConfig, files: ReportFiles) -
             run.log({name: wandb.Table(dataframe=pd.read_csv(path))})
     if files.plot is not None:
         run.log({"srcc": wandb.Image(str(files.plot))})
+    log_analyses_to_wandb(run, files.analyses)
     run.finish()
 
 

@@ -1,12 +1,13 @@
 """A study's records -> the table papers print: one row per variant, median SRCC/PLCC over the splits,
 mean +/- std, the number of finished splits, the delta against the reference variant, parameter counts.
-Written as Markdown and CSV with a per-variant plot; cross-dataset studies add the train x test matrix."""
+Written as Markdown and CSV with a per-variant plot; cross-dataset studies add the train x test matrix.
+`biqa.study.analysis` adds whether each delta is real, per-distortion results and expert routing."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,13 @@ from omegaconf import OmegaConf
 from biqa.config import CONFIG_DIR
 from biqa.plots import variant_plot
 from biqa.run_folder import RESULT_FILE, read_json
+from biqa.study.analysis import (
+    Analysis,
+    add_significance,
+    per_distortion_section,
+    routing_section,
+    significance_markdown,
+)
 from biqa.study.records import Status, job_status
 from biqa.study.spec import Job, StudySpec
 
@@ -31,6 +39,8 @@ class ReportFiles:
     runs_csv: Path
     plot: Path | None
     cross_csv: Path | None
+    analyses: list[Analysis] = field(default_factory=list)
+    """Significance, per-distortion and routing: their files, and their tables and images for W&B."""
 
 
 def row_label(job: Job) -> str:
@@ -116,7 +126,8 @@ def to_markdown(summary: pd.DataFrame, reference: str | None) -> str:
         lines.append("| " + " | ".join([
             entry["dataset"], name, _num(entry["srcc_median"]), _num(entry["plcc_median"]),
             _mean_std(entry["srcc_mean"], entry["srcc_std"]), _mean_std(entry["plcc_mean"], entry["plcc_std"]),
-            _num(entry["delta_srcc"], signed=True), _num(entry["delta_plcc"], signed=True), entry["splits"],
+            _num(entry["delta_srcc"], signed=True) + (" *" if bool(entry.get("ci_excludes_zero", False)) else ""),
+            _num(entry["delta_plcc"], signed=True), entry["splits"],
             _millions(entry["parameters"]), _millions(entry["decoder_parameters"]),
             f"{_num(entry['published_srcc'])} / {_num(entry['published_plcc'])}"
             if not math.isnan(entry["published_srcc"]) else "-",
@@ -137,17 +148,21 @@ def write_report(study_dir: Path, spec: StudySpec, study_id: str, jobs: Sequence
     runs = collect_runs(study_dir, jobs)
     order = list(dict.fromkeys(row_label(job) for job in jobs))
     summary = summarise(runs, order, spec.reference, len(spec.seeds))
+    in_domain = runs[runs["kind"] == "train"]
+    finished = in_domain[in_domain["status"] == Status.FINISHED.value]
+    if spec.reference is not None and not summary.empty:
+        summary = add_significance(summary, finished, lambda row: _reference_row(row, spec.reference))
     folder = study_dir / "report"
     folder.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(markdown=folder / "summary.md", summary_csv=folder / "summary.csv",
                         runs_csv=folder / "runs.csv", plot=None, cross_csv=None)
     runs.to_csv(files.runs_csv, index=False)
     summary.to_csv(files.summary_csv, index=False)
-    in_domain = runs[runs["kind"] == "train"]
-    plot = variant_plot(in_domain[in_domain["status"] == Status.FINISHED.value], order, folder / "srcc.png")
+    plot = variant_plot(finished, order, folder / "srcc.png")
     text = [f"# {study_id}\n", f"{spec.description.strip()}\n" if spec.description else "",
             f"Test SRCC/PLCC over split seeds {spec.seeds}; deltas are medians minus the median of "
-            f"`{spec.reference}`.\n\n" if spec.reference else "Test SRCC/PLCC over the split seeds.\n\n",
+            f"`{spec.reference}`; `*`: the paired bootstrap's 95% interval of the delta excludes zero "
+            "(see *Is the delta real?*).\n\n" if spec.reference else "Test SRCC/PLCC over the split seeds.\n\n",
             to_markdown(summary, spec.reference) if not summary.empty else "No finished job yet.\n"]
     matrix = cross_dataset_matrix(runs)
     cross_csv = None
@@ -157,8 +172,11 @@ def write_report(study_dir: Path, spec: StudySpec, study_id: str, jobs: Sequence
         text += ["\n## Cross-dataset (train x test)\n\n", matrix_markdown(matrix)]
     if plot is not None:
         text.append(f"\n![per-variant SRCC]({plot.name})\n")
+    analyses = [per_distortion_section(folder, finished, order), routing_section(folder, finished, order)]
+    text += [significance_markdown(summary) if "paired_splits" in summary else "",
+             *(analysis.markdown for analysis in analyses)]
     files.markdown.write_text("".join(text))
-    return ReportFiles(files.markdown, files.summary_csv, files.runs_csv, plot, cross_csv)
+    return ReportFiles(files.markdown, files.summary_csv, files.runs_csv, plot, cross_csv, analyses)
 
 
 def model_of(record: dict | None) -> str | None:
