@@ -72,7 +72,7 @@ def test_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_to_the_uninte
     (fake_bin / "scontrol").chmod(0o755)
     marker, go = tmp_path / "paused", tmp_path / "go"
     command = [sys.executable, "-m", "biqa.cli.train", *SETTING, f"paths.log_dir={tmp_path / 'logs'}",
-               f"paths.cache_dir={shared_cache}", "+callbacks.pause._target_=tests.lit.test_slurm.PauseUntilGo",
+               f"paths.cache_dir={shared_cache}", "+callbacks.pause._target_=tests.lit.test_slurm_requeue.PauseUntilGo",
                f"+callbacks.pause.after_step={SIGNALLED_AT_STEP}", f"+callbacks.pause.marker={marker}",
                f"+callbacks.pause.go={go}"]
     job = subprocess.Popen(command, cwd=REPO, env=slurm_env(fake_bin), stdout=subprocess.DEVNULL,
