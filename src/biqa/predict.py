@@ -6,7 +6,6 @@ to the others."""
 from __future__ import annotations
 
 import csv
-import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -26,8 +25,6 @@ from biqa.lit.losses import ScoreLoss
 from biqa.lit.regression import QualityRegressor, net_from_checkpoint, read_checkpoint
 from biqa.models.base import QualityModel
 from biqa.models.pretrained import default_checkpoint
-
-log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
