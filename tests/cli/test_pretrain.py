@@ -38,9 +38,15 @@ def test_pretrain_saves_an_encoder_that_bfrd_loads_frozen(compose_config, tmp_pa
             "++trainer.enable_progress_bar=false",
             "++trainer.enable_model_summary=false",
             f"checkpoint_path={checkpoint}",
+            "threads=1",
         ],
     )
-    assert pretrain_distortion_encoder(cfg) == checkpoint and checkpoint.is_file()
+    threads_before = torch.get_num_threads()
+    try:
+        assert pretrain_distortion_encoder(cfg) == checkpoint and checkpoint.is_file()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads_before)
     provenance = torch.load(checkpoint, weights_only=True)["pretraining"]
     assert (
         provenance["config"]["data"]["crop_size"] == 32

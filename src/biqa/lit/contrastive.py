@@ -277,6 +277,8 @@ def pretrain_distortion_encoder(cfg: DictConfig) -> Path:
     `data.val_references` references (drawn by the seed) are held out: the validation loss is measured on
     content the encoder never saw.
     """
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     data = cfg.data
     references = load_reference_images(
