@@ -5,7 +5,8 @@ test, result record), one process at a time, and time each.
     python benchmarks/rehearsal.py [--part experiments|ablations|all] [--only SUBSTRING] [--threads 1]
 
 Experiments are every file of conf/experiment/; ablation runs are the variants of conf/study/*_ablation.yaml
-with `experiment=<model>_koniq` (the README's paper-setting ablation command, each variant as one run).
+with `experiment=<model>_koniq` (the README's paper-setting ablation command, each variant as one run), then
+every conf/ablation/<model>/ file that no study names, under the same recipe.
 Prints a Markdown table (wall seconds, passed) and a JSON line (with the peak memory of the largest run). The unit suite runs the cheap part of each (tests/test_rehearsal.py).
 """
 
@@ -42,16 +43,24 @@ def experiment_runs() -> list[tuple[str, list[str]]]:
 
 
 def ablation_runs() -> list[tuple[str, list[str]]]:
-    runs = []
+    """Each study variant under its model's recipe, then each `ablation=<model>/<name>` file no study names
+    (the defaults spelt out, the alternative encoders and overlaps) under the same recipe."""
+    runs, named = [], set()
     for model, recipe in ABLATION_RECIPES.items():
         study = OmegaConf.load(CONF / "study" / f"{model}_ablation.yaml")
         for variant, overrides in study.variants.items():
             runs.append((f"{recipe} / {variant}", [f"experiment={recipe}", *overrides]))
+            named.update(item.removeprefix("ablation=") for item in overrides if item.startswith("ablation="))
+    for model, recipe in ABLATION_RECIPES.items():
+        for path in sorted((CONF / "ablation" / model).glob("*.yaml")):
+            if f"{model}/{path.stem}" not in named:
+                runs.append((f"{recipe} / ablation={model}/{path.stem}",
+                             [f"experiment={recipe}", f"ablation={model}/{path.stem}"]))
     return runs
 
 
 def rehearse(name: str, overrides: list[str], work: Path, threads: int) -> dict:
-    run_dir = work / "runs" / name.replace(" / ", "__")
+    run_dir = work / "runs" / name.replace(" / ", "__").replace("/", "-").replace("=", "-")
     command = [sys.executable, "-m", "biqa.cli.train", *overrides, "debug=rehearsal", f"threads={threads}",
                f"paths.root_dir={work}", f"paths.cache_dir={work / 'cache'}", f"hydra.run.dir={run_dir}",
                "resume=false"]
