@@ -18,12 +18,10 @@ Prints a table (kill point, phase, resumed from, max |metric difference|) and on
 `--reference DIR` compares with an uninterrupted run this harness made before (e.g. with 0 workers, for
 kills with 2: the data and metrics do not depend on the worker count).
 
-Measured on this 2-core VM shared with other jobs (one main-job run: 14 min), main job defaults for 2 epochs,
-`callbacks.step_checkpoint.every_n_train_steps=10`, threads=1, code of commit 4c13912 (before StepCheckpoint;
-the main job's step checkpoints never fall on an epoch's last batch), two streams side by side after one
-uninterrupted run with 0 workers: see README "Reliability" for the table. Every resumed run's metrics
-equalled the uninterrupted run's exactly; only 6 of the 25 kills asked for (10 + 10 + 5 under DDP) fit in
-the time available.
+Measured on this 2-core machine beside other jobs (one uninterrupted main-job run: about 150 s), main job
+defaults for 2 epochs, `callbacks.step_checkpoint.every_n_train_steps=10`, threads=1: 10 kills with 0 workers,
+10 with 2, 3 under trainer=ddp_cpu killing rank 1 and 2 killing both ranks; every resumed run's metrics equal
+the uninterrupted run's exactly. The table and commands are in the README's "Reliability" section.
 """
 
 from __future__ import annotations
