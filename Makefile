@@ -3,13 +3,14 @@
 PYTHON ?= python3
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast lint train help
+.PHONY: install test test-fast lint train docs help
 
 help:
 	@echo "make install   install torch (pinned build), biqa and its dev tools"
 	@echo "make test      run the test suite"
 	@echo "make train     train + test the default model on the embedded synthetic dataset"
 	@echo "make lint      ruff"
+	@echo "make docs      build the documentation site into site/ (strict: a broken link fails)"
 
 install:
 	$(PYTHON) -m pip install $(TORCH_PIN)
@@ -26,3 +27,6 @@ lint:
 
 train:
 	biqa-train
+
+docs:
+	$(PYTHON) -m mkdocs build --strict

@@ -1,4 +1,4 @@
-"""Parameter count of every ablation config at its paper's setting: the README's ablation table.
+"""Parameter count of every ablation config at its paper's setting: the ablation table of the docs site.
 
     python benchmarks/ablation_parameters.py [--markdown FILE]
 
@@ -37,10 +37,8 @@ def count(overrides: list[str]) -> tuple[int, int]:
     return count_parameters(net)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
-    args = parser.parse_args()
+def ablation_rows() -> list[dict]:
+    """One row per ablation config of conf/ablation/<model>/, after its model's reference row."""
     rows = []
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         paper = OmegaConf.load(CONF / "cost.yaml").paper_backbones
@@ -54,10 +52,22 @@ def main() -> None:
                 total, _ = count([f"ablation={model}/{path.stem}", backbone])
                 rows.append({"ablation": f"{model}/{path.stem}", "what": describe(path),
                              "parameters": total, "delta": total - base_total})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
     lines = ["| ablation | what it removes or swaps | parameters (paper setting) | vs reference |",
              "|---|---|---:|---:|"]
     lines += [f"| `{r['ablation']}` | {r['what']} | {r['parameters']:,} | {r['delta']:+,} |" for r in rows]
-    table = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    rows = ablation_rows()
+    table = markdown_table(rows)
     print(table)
     if args.markdown:
         args.markdown.write_text(table + "\n")
