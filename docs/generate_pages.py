@@ -59,13 +59,23 @@ def config_choices() -> str:
             defaults[group] = choice
     rows = ["| group | choices | default of `biqa-train` |", "|---|---|---|"]
     for folder in sorted(p for p in CONF.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))):
+        if selected_through_parent(folder):
+            continue
         group = folder.relative_to(CONF).as_posix()
         choices = sorted(p.stem for p in folder.glob("*.yaml"))
-        nested = sorted(p.name + "/*" for p in folder.iterdir() if p.is_dir())
-        default = defaults.get(group, "none" if group in defaults else "-")
+        nested = sorted(p.name + "/*" for p in folder.iterdir() if p.is_dir() and selected_through_parent(p))
         listed = ", ".join(f"`{c}`" for c in choices + nested)
-        rows.append(f"| `{group}` | {listed} | `{default}` |" if default != "-" else f"| `{group}` | {listed} | - |")
+        if group not in defaults:  # chosen by another config (a model picks its backbone) or not at all
+            default = "-"
+        else:
+            default = f"`{defaults[group]}`" if defaults[group] else "none"
+        rows.append(f"| `{group}` | {listed} | {default} |")
     return "\n".join(rows)
+
+
+def selected_through_parent(folder: Path) -> bool:
+    """A folder of global configs inside a group (ablation/lifeiqa/) is chosen as the group's `NAME/file`."""
+    return folder.parent != CONF and all("# @package _global_" in p.read_text() for p in folder.glob("*.yaml"))
 
 
 def ablations() -> str:
@@ -80,7 +90,7 @@ def model_parameters() -> str:
             "parameters (offline Lite0) | outside the backbones |", "|---|---|---:|---:|---:|---:|"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for model in sorted(p.stem for p in (CONF / "model").glob("*.yaml")):
-            lite_total, lite_decoder = ABLATION_PARAMETERS.count([f"model={model}"])
+            lite_total, lite_decoder = ABLATION_PARAMETERS.count([f"model={model}", "model/backbone=efficientnet_lite0_offline"])
             if model in paper:
                 total, decoder = ABLATION_PARAMETERS.count([f"model={model}", f"model/backbone={paper[model]}"])
                 paper_cells = f"`{paper[model]}` | {total:,} | {decoder:,}"
