@@ -112,6 +112,12 @@ def run_id(folder: str) -> str:
         return run
 
 
+def stage_count(last_stage: int) -> int:
+    """Stages 0..last_stage: `model.backbone.freeze` that freezes exactly the trunk a feature cache stores."""
+    return int(last_stage) + 1
+
+
 OmegaConf.register_new_resolver("run_group", run_group, replace=True)
+OmegaConf.register_new_resolver("stage_count", stage_count, replace=True)
 OmegaConf.register_new_resolver("run_tags", run_tags, replace=True)
 OmegaConf.register_new_resolver("run_id", run_id, replace=True)

@@ -202,3 +202,40 @@ def test_drop_path_rate_zero_is_honoured_and_none_keeps_timms_default(rate, expe
     rates = [m.drop_prob for m in backbone.modules() if isinstance(m, timm.layers.DropPath)]
     # timm spaces the rates linearly over the blocks: the last block holds the configured rate.
     assert max(rates, default=0.0) == pytest.approx(expected)
+
+
+TINY_SWIN = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=2, img_size=64)
+
+
+@pytest.mark.parametrize("name, kwargs, out_indices", [
+    ("test_efficientnet", {}, (1, 2, 3, 4)),
+    ("test_resnet", {}, (0, 2, 4)),
+    ("test_convnext", {}, (1, 2, 3)),
+    ("swin_tiny_patch4_window7_224", TINY_SWIN, (1, 2, 3)),  # NHWC stages
+])
+@pytest.mark.parametrize("until_stage", [1, 2])
+def test_the_stages_above_a_stored_trunk_give_the_whole_backbones_maps(name, kwargs, out_indices, until_stage):
+    torch.manual_seed(0)
+    backbone = Backbone(name, out_indices=out_indices, **kwargs).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        whole = backbone(images)
+        requested, backbone.out_indices = backbone.out_indices, tuple(range(until_stage + 1))
+        trunk = dict(enumerate(backbone(images)))
+        backbone.out_indices = requested
+        resumed = backbone.forward_from({s: m for s, m in trunk.items() if s == until_stage or s in requested})
+    assert len(resumed) == len(whole)
+    for a, b in zip(resumed, whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_trunk_must_be_frozen_and_below_the_deepest_stage():
+    backbone = Backbone("test_efficientnet", out_indices=(1, 2, 3, 4), freeze=2)
+    assert "model.backbone.freeze=4" in backbone.trunk_problem(3, "feature_cache.until_stage")
+    assert backbone.trunk_problem(1, "feature_cache.until_stage") is None
+    assert "+feature_cache=frozen_backbone" in backbone.trunk_problem(4, "feature_cache.until_stage")
+    assert backbone.tail_prefixes(3) == ("blocks.4.",)
+    vit = Backbone("test_vit", out_indices=(3, 4, 5), freeze="all")
+    assert "token-sequence" in vit.trunk_problem(4, "feature_cache.until_stage")
+    with pytest.raises(ValueError, match="cannot resume from a stored stage"):
+        vit.forward_from({3: torch.zeros(1, 64, 4, 4), 4: torch.zeros(1, 64, 4, 4)})

@@ -1,7 +1,8 @@
 """Every model, in every configuration the configs offer, trains under DDP: two gloo processes
 (trainer=ddp_cpu) run two training steps of each `conf/model/*`, each `conf/ablation/*` with its model, MFENet
 on a dataset without distortion labels, a frozen and a partly frozen backbone and the frozen-backbone feature
-cache; both ranks end each run with the same parameters, changed by the training.
+cache and the stored trunk under trained stages; both ranks end each run with the same parameters, changed by
+the training.
 
 The two processes are started once, as torchrun would, and train every case in turn (tests/reliability/
 ddp_worker.py): one DDP start-up for all of them instead of one per case.
@@ -62,7 +63,7 @@ def model_cases() -> dict[str, list[str]]:
 
 
 def configuration_cases(unlabelled_manifest: Path) -> dict[str, list[str]]:
-    cache = "+feature_cache=frozen_backbone"
+    cache, trunk = "+feature_cache=frozen_backbone", "+feature_cache=frozen_trunk"
     return {
         # No distortion-type labels (KonIQ, BIQ2021, ...): MFENet's type classifier gets no gradient.
         "mfenet, data without distortion labels": [
@@ -76,6 +77,10 @@ def configuration_cases(unlabelled_manifest: Path) -> dict[str, list[str]]:
         "mfenet, feature cache": [*TINY, "model=mfenet", *AT_TEST_SIZE["mfenet"], cache, "feature_cache.views=2"],
         "bfrd, feature cache": [*TINY, "model=bfrd", *AT_TEST_SIZE["bfrd"], cache, "feature_cache.views=2"],
         "ridge_probe, feature cache": [*TINY, "model=ridge_probe", cache, "feature_cache.views=2"],
+        "pooled, trunk cache": [*TINY, "model=pooled", trunk, "feature_cache.views=4"],
+        "lifeiqa, trunk cache": [*TINY, "model=lifeiqa", *AT_TEST_SIZE["lifeiqa"], trunk, "feature_cache.views=4",
+                                 "feature_cache.until_stage=2"],
+        "mfenet, trunk cache": [*TINY, "model=mfenet", *AT_TEST_SIZE["mfenet"], trunk, "feature_cache.views=4"],
     }
 
 

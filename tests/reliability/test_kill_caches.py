@@ -123,7 +123,7 @@ def test_feature_cache(tmp_path):
         backbone = Backbone("test_efficientnet", out_indices=[1, 2])
         records = [ImageRecord(Path(p), 0.5, 0.5, Path(p).name) for p in {[str(p) for p in photos]!r}]
         crops = CropDataset(records, list(range(len(records))), CropSpec(size=32, count=2), train=False)
-        FeatureStore.build(Path("{{root}}") / "store", backbone, crops, {{{{"dtype": "float16"}}}}, batch_size=4,
+        FeatureStore.build(Path("{{root}}") / "store", backbone, 2, crops, {{{{"dtype": "float16"}}}}, batch_size=4,
                            num_workers=0, device="cpu")
     """
     # Built in a private folder renamed into place when complete: a kill leaves no store, the re-run builds it.

@@ -30,11 +30,17 @@ SETTING = RUN + [
 KILLED_AFTER_STEP = 8  # the second epoch's third batch
 
 
-def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(compose_config, shared_cache, tmp_path):
-    reference = train(compose_config("train", SETTING))
+@pytest.mark.parametrize("data_path", [
+    [],
+    # Training the top stage over the stored trunk: the loader of the store resumes mid-epoch as well.
+    ["+feature_cache=frozen_trunk", "feature_cache.views=4"],
+], ids=["images", "trunk cache"])
+def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(compose_config, shared_cache, tmp_path, data_path):
+    setting = [*SETTING, *data_path]
+    reference = train(compose_config("train", setting))
 
     marker = tmp_path / "paused"
-    command = [*SETTING, f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={shared_cache}",
+    command = [*setting, f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={shared_cache}",
                "+callbacks.pause._target_=tests.reliability.pause.PauseOnce",
                f"+callbacks.pause.after_step={KILLED_AFTER_STEP}", f"+callbacks.pause.marker={marker}"]
     killed = subprocess.Popen([sys.executable, "-m", "biqa.cli.train", *command], cwd=REPO, env=cli_env(),

@@ -53,14 +53,19 @@ class QualityRegressor(L.LightningModule):
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         return net_inputs(batch)
 
-    @staticmethod
-    def flat_crops(batch: Batch) -> tuple[dict[str, Any], int]:
+    def flat_crops(self, batch: Batch) -> tuple[dict[str, Any], int]:
         """The net's inputs for all B*K crops (`images`, `depth`, `features`: whichever the batch has) and K.
-        A batch of the feature cache holds the crops' backbone `features` (B, K, C, h, w per stage)."""
+        A batch of the feature cache holds the crops' backbone `features` (B, K, C, h, w per stage), or the
+        frozen `trunk`'s stored maps (stage -> B, K, C, h, w), from which the backbone's trained stages run."""
         inputs: dict[str, Any] = {}
         for key in ("images", "depth"):
             if key in batch:
                 inputs[key] = batch[key].flatten(0, 1)
+        if "trunk" in batch:
+            stored = {stage: maps.flatten(0, 1).float() for stage, maps in batch["trunk"].items()}
+            (backbone,) = self.net.backbone_modules()
+            inputs["features"] = backbone.forward_from(stored)
+            return inputs, next(iter(batch["trunk"].values())).shape[1]
         if "features" in batch:
             inputs["features"] = [stage.flatten(0, 1).float() for stage in batch["features"]]
             return inputs, batch["features"][0].shape[1]

@@ -12,7 +12,7 @@ e.g. ResNet 0..4 at reductions 2..32 (0 is the stem), EfficientNet 0..4 at 2..32
 from __future__ import annotations
 
 import importlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -79,6 +79,7 @@ class Backbone(nn.Module):
         elif weights not in WEIGHT_SOURCES:
             _load_backbone_state(model, _read_checkpoint(weights), pruned_keys, f"checkpoint {weights}")
         self.model = model
+        self._stage_runs = _stage_runs(model, stages, self.out_indices[-1])
 
         data_config = timm.data.resolve_model_data_config(model)
         # Non-persistent: checkpoints and parameter counts stay those of the timm model.
@@ -94,8 +95,56 @@ class Backbone(nn.Module):
         """Images (N, 3, H, W) in [0, 1] -> one (N, C_i, H / r_i, W / r_i) map per requested stage."""
         x = (images - self.mean) / self.std
         return self.model.forward_intermediates(
-            x, indices=list(self.out_indices), intermediates_only=True, output_fmt="NCHW"
+            x, indices=list(self.out_indices), intermediates_only=True, output_fmt="NCHW", stop_early=True
         )
+
+    def forward_from(self, stored: Mapping[int, torch.Tensor]) -> list[torch.Tensor]:
+        """The requested stage maps from maps of the trunk (stage index -> NCHW map, as `forward` gives them):
+        the deepest stored stage is the input of the ones above it, which run here; requested stages at or
+        below it are taken as stored."""
+        last = max(stored)
+        missing = [i for i in self.out_indices if i < last and i not in stored]
+        if missing:
+            raise ValueError(f"forward_from needs the stored maps of stages {missing} (requested by out_indices)")
+        maps = dict(stored)
+        x = stored[last]
+        channels_last = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
+        if channels_last:
+            x = x.permute(0, 2, 3, 1)
+        for stage in range(last + 1, self.out_indices[-1] + 1):
+            for module_name in self.stage_module_names(stage):
+                x = self.model.get_submodule(module_name)(x)
+            maps[stage] = x.permute(0, 3, 1, 2) if channels_last else x
+        return [maps[i] for i in self.out_indices]
+
+    def stage_module_names(self, stage: int) -> list[str]:
+        """The modules (names in `self.model`) that turn stage `stage - 1`'s output into stage `stage`'s."""
+        if self._stage_runs is None:
+            raise ValueError(f"{self.name}'s stages do not run one after another on NCHW/NHWC maps (a token "
+                             "sequence model), so it cannot resume from a stored stage")
+        return self._stage_runs[stage]
+
+    def trunk_problem(self, until_stage: int, where: str) -> str | None:
+        """What stops stages 0..`until_stage` from being stored and the stages above from being trained on top
+        of them (None: nothing), with the fix; `where` is the config key of `until_stage`."""
+        deepest = self.out_indices[-1]
+        if not 0 <= until_stage < deepest:
+            return (f"{where}={until_stage} must name a stage below the deepest one the model reads ({deepest}): "
+                    f"the stages above it are the ones trained (e.g. {where}={deepest - 1}); for a wholly "
+                    "frozen backbone use +feature_cache=frozen_backbone")
+        if self._stage_runs is None:
+            return f"{self.name} is a token-sequence model whose stages cannot resume from a stored map"
+        tail = self.tail_prefixes(until_stage)
+        trained = [n for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith(tail)]
+        if trained:
+            return (f"{where}={until_stage} stores stages 0..{until_stage}, but model.backbone.freeze trains "
+                    f"{trained[0]} among them: set model.backbone.freeze={until_stage + 1} (or 'all')")
+        return None
+
+    def tail_prefixes(self, until_stage: int) -> tuple[str, ...]:
+        """Name prefixes (in `self.model`) of the parameters of the stages above `until_stage`."""
+        return tuple(f"{name}." for stage in range(until_stage + 1, self.out_indices[-1] + 1)
+                     for name in self.stage_module_names(stage))
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
@@ -211,6 +260,21 @@ def tapped_stages_problem(model: str, stages: Sequence[int], where: str, out_ind
     return (f"{model} taps model.net.stages={list(stages)} of the backbone's outputs, but {where}.out_indices="
             f"{list(out_indices)} gives only {count}: give the backbone at least {needed} out_indices "
             f"(e.g. {where}.out_indices={list(DEFAULT_OUT_INDICES)}, the default)")
+
+
+def _stage_runs(model: nn.Module, stages: Sequence[dict], deepest: int) -> list[list[str]] | None:
+    """For each stage i >= 1 up to `deepest`, the consecutive sibling modules that run from stage i - 1's output
+    to stage i's (timm's feature_info names each stage's last module); None for models whose stages are not
+    such siblings (token sequences with prefix tokens, such as ViT)."""
+    names = [stages[i]["module"] for i in range(deepest + 1)]
+    parents = {name.rpartition(".")[0] for name in names}
+    if len(parents) != 1 or hasattr(model, "num_prefix_tokens"):
+        return None
+    parent = parents.pop()
+    container = model.get_submodule(parent) if parent else model
+    children = [f"{parent}.{child}" if parent else child for child, _ in container.named_children()]
+    positions = [children.index(name) for name in names]
+    return [[]] + [children[start + 1 : end + 1] for start, end in pairwise(positions)]
 
 
 def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> tuple[int, ...]:
