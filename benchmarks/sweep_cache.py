@@ -7,8 +7,11 @@ and split). The synthetic data are generated before the clock starts; the cache 
 Both runs must give the same test metrics within `--tolerance` (float16 storage and batch composition
 move them slightly). Prints a table and one JSON line.
 
-    python benchmarks/sweep_cache.py                      # 4 variants x 3 splits x 10 epochs
+    python benchmarks/sweep_cache.py                      # 4 variants (--variants) x 3 splits x 10 epochs
     python benchmarks/sweep_cache.py --epochs 2 --seeds 1 # a quick look
+
+Exactly the variants `--variants` names run (any of the study's; the others are dropped from it), and the
+table and JSON list them with the number of jobs each mode ran.
 """
 
 from __future__ import annotations
@@ -20,17 +23,26 @@ import time
 from pathlib import Path
 
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from biqa.cli.sweep import run_train_multirun
+from biqa.config import CONFIG_DIR
 from biqa.study.launch import load
 from biqa.study.report import collect_runs
 
 VARIANTS = ("pooled", "pooled_mlp", "transformer_decoder", "lifeiqa")
+STUDY_FILE = Path(CONFIG_DIR) / "study" / "frozen_decoders.yaml"
+
+
+def study_variants() -> list[str]:
+    return list(OmegaConf.load(STUDY_FILE).variants)
 
 
 def study_arguments(args: argparse.Namespace, root: Path, mode: str) -> list[str]:
+    """The study's command line: `args.variants` only, each on `args.seeds` splits."""
     seeds = ",".join(str(s) for s in range(args.seeds))
-    return [
+    dropped = [f"~study.variants.{variant}" for variant in study_variants() if variant not in args.variants]
+    return [*dropped,
         "study=frozen_decoders",
         f"study.seeds=[{seeds}]",
         f"paths.root_dir={root / mode}",
@@ -51,19 +63,27 @@ def study_arguments(args: argparse.Namespace, root: Path, mode: str) -> list[str
         "++data.persistent_workers=false",
         f"trainer.max_epochs={args.epochs}",
         "~callbacks.progress_bar",
-        # Decoder widths: the paper's 384 by default; smaller ones keep a CPU run short.
-        "study.variants.transformer_decoder=['model=transformer_decoder',"
-        f"'model.net.embed_dim={args.embed_dim}','model.net.ffn_hidden_dim={args.embed_dim * 5 // 2}',"
-        f"'model.net.num_heads={args.heads}']",
-        f"study.variants.lifeiqa=['model=lifeiqa','model.net.embed_dim={args.embed_dim}','model.net.num_heads={args.heads}']",
         "++trainer.enable_progress_bar=false",
         "++trainer.enable_model_summary=false",
         f"threads={args.threads}",
         f"model/backbone={args.backbone}",
+        *decoder_widths(args),
     ]
 
 
-def main() -> None:
+def decoder_widths(args: argparse.Namespace) -> list[str]:
+    """Decoder widths of the chosen variants: the paper's 384 by default; smaller ones keep a CPU run short."""
+    widths = {
+        "transformer_decoder": "study.variants.transformer_decoder=['model=transformer_decoder',"
+        f"'model.net.embed_dim={args.embed_dim}','model.net.ffn_hidden_dim={args.embed_dim * 5 // 2}',"
+        f"'model.net.num_heads={args.heads}']",
+        "lifeiqa": f"study.variants.lifeiqa=['model=lifeiqa','model.net.embed_dim={args.embed_dim}',"
+        f"'model.net.num_heads={args.heads}']",
+    }
+    return [override for variant, override in widths.items() if variant in args.variants]
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=3)
@@ -78,12 +98,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per job")
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--root", type=Path, default=None, help="work folder (default: a new temp folder)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    options = parser()
+    args = options.parse_args()
+    available = study_variants()
+    unknown = sorted(set(args.variants) - set(available))
+    if unknown:
+        options.error(f"--variants {' '.join(unknown)}: not in {STUDY_FILE.name}; choose from {' '.join(available)}")
     root = args.root or Path(tempfile.mkdtemp(prefix="sweep_cache_"))
 
     def arguments(mode: str) -> list[str]:
-        dropped = [f"~study.variants.{variant}" for variant in VARIANTS if variant not in args.variants]
-        return [*study_arguments(args, root, mode), *dropped]
+        return study_arguments(args, root, mode)
 
     instantiate(load(arguments("images")).config.data.dataset)()  # the synthetic data exist before the clock starts
 
@@ -96,6 +124,11 @@ def main() -> None:
         runs[mode] = collect_runs(current.study_dir, current.jobs)
         if status != 0 or (runs[mode]["status"] != "finished").any():
             raise SystemExit(f"{mode}: not every job finished:\n{runs[mode][['row', 'seed', 'status']]}")
+        ran = sorted(set(runs[mode]["variant"]))
+        if ran != sorted(args.variants) or len(runs[mode]) != len(args.variants) * args.seeds:
+            raise SystemExit(f"{mode}: ran {len(runs[mode])} jobs of variants {ran}, asked for "
+                             f"{len(args.variants)} x {args.seeds} of {sorted(args.variants)}")
+        print(f"{mode}: {len(runs[mode])} jobs ({', '.join(ran)} x {args.seeds} splits) in {timings[mode]:.1f} s")
 
     images, features = runs["images"], runs["features"]
     delta_srcc = (images["srcc"] - features["srcc"]).abs()
