@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -10,9 +12,17 @@ from biqa.config import CONFIG_DIR
 # Optuna). Every job, whichever sweeper and launcher, gets the same records and W&B run (biqa.study.job).
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from biqa.engine import train
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    metrics = train(cfg)
+    from biqa.engine import train
+    from biqa.study.job import record_termination
+
+    try:
+        metrics = train(cfg)
+    except SIGTERMException:
+        # A SystemExit: Hydra's job callbacks do not see it, so the state file is updated here.
+        record_termination(Path(cfg.paths.output_dir))
+        raise
     if cfg.get("optimized_metric") is None or not cfg.get("fit", True):
         return None
     if cfg.optimized_metric not in metrics and HydraConfig.get().mode == RunMode.MULTIRUN:

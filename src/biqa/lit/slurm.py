@@ -8,18 +8,22 @@ same command, and `biqa.engine` resumes from the newest checkpoint of the run fo
 Lightning does that inside the signal handler, in the middle of whatever the process was doing: a training
 step half done would be saved with its batch counted but its update not made. `RequeueAtBatchEnd` defers it to
 the end of the current training batch, where a checkpoint resumes exactly (as the step checkpoints of
-callbacks=resumable do), and under DDP to the same batch on every rank.
+callbacks=resumable do), and under DDP to the same batch on every rank. The run's state file then says
+`requeued` before Slurm's SIGTERM arrives, so that no view of the run folder takes the job for a failed one.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
+
+from biqa.run_folder import write_state
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +53,5 @@ class RequeueAtBatchEnd(L.Callback):
         if requeue:
             self.pending = False
             self.requeue_handler(signal.SIGUSR1, None)
+            if trainer.is_global_zero:
+                write_state(Path(trainer.default_root_dir), "requeued")

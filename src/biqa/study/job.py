@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from biqa.run_folder import PREDICTIONS_FILE, SCATTER_FILE, write_state
+from biqa.run_folder import PREDICTIONS_FILE, SCATTER_FILE, STATE_FILE, read_json, write_state
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,18 @@ class JobRecords(Callback):
                             traceback="".join(traceback.format_exception(error)))
         finally:
             finish_wandb_run()
+
+
+def record_termination(output_dir: Path) -> None:
+    """The run stopped on SIGTERM (Lightning stops at the end of the batch): under Slurm, a requeue or a
+    pre-emption, and Slurm starts the job again; elsewhere, an interruption. Either way a re-run resumes it,
+    so its state file must not say failed."""
+    if rank_zero_only.rank != 0:
+        return
+    state = read_json(output_dir / STATE_FILE) or {}
+    status = "requeued" if state.get("status") == "requeued" else "preempted" if slurm_job_id() else "interrupted"
+    log.warning("SIGTERM: the run stopped at the end of its batch (%s)", status)
+    write_state(output_dir, status)
 
 
 def log_test_results_to_wandb(output_dir: Path) -> None:

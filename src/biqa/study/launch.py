@@ -33,7 +33,7 @@ from biqa.study.analysis import log_to_wandb as log_analyses_to_wandb
 from biqa.study.job import request_stop
 from biqa.study.records import Status, job_status, set_aside
 from biqa.study.report import ReportFiles, write_report
-from biqa.study.slurm import status_lines, submit, with_slurm_states
+from biqa.study.slurm import check_cluster_fits, status_lines, submit, with_slurm_states
 from biqa.study.spec import Job, StudySpec, cross_dataset_jobs, expand, last_wins, split_overrides
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ def sweep_study(arguments: Sequence[str], config: DictConfig, hydra_context: Hyd
                          *status_lines(statuses, study.study_dir),
                          _counts(Counter(s.value for s in statuses.values()))]), flush=True)
         return {}
+    if action == "run" and str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        check_cluster_fits(config.hydra.launcher)  # a config error, said before sbatch answers with a traceback
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.sweep.dir = str(study.study_dir)
     HydraConfig.instance().set_config(config)

@@ -1,5 +1,6 @@
-"""A study's jobs on Slurm without a waiting sweeper: submit and return, ask Slurm where each job is, and
-never submit a job again while Slurm still holds it.
+"""A study's jobs on Slurm: the launcher's request checked against the cluster before anything is submitted;
+without a waiting sweeper, submit and return, ask Slurm where each job is, and never submit a job again while
+Slurm still holds it.
 
 Each job's state file records its Slurm job id (`slurm_job_id`), written at submission and again by the job
 itself when it starts (a requeued job keeps its id). A job that has neither finished nor failed is looked up
@@ -8,10 +9,14 @@ in `squeue` (queued or running now) and, when squeue no longer lists it, in `sac
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from hydra.errors import CompactHydraException
 
 from biqa.run_folder import STATE_FILE, read_json, write_state
 from biqa.study.records import Status
@@ -19,8 +24,57 @@ from biqa.study.spec import Job
 
 log = logging.getLogger(__name__)
 
+class SlurmConfigError(CompactHydraException, ValueError):
+    """A launcher config the cluster cannot run: Hydra prints its message alone, without a traceback."""
+
+
 QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
+
+
+def check_cluster_fits(launcher: Mapping[str, Any]) -> None:
+    """Refuses a launcher config (`hydra.launcher`) that the cluster cannot run, before sbatch would: an unknown
+    partition, or more GPUs, CPUs, memory, nodes or time than the partition's nodes have. Asks `scontrol`."""
+    if shutil.which("scontrol") is None:
+        raise SlurmConfigError("hydra/launcher=slurm submits to Slurm, but its commands (scontrol, sbatch) are not on "
+                         "PATH: run on a Slurm login node, or start a one-node cluster with `make slurm-up` "
+                         "(docs/cluster.md)")
+    partitions = {fields["PartitionName"]: fields for fields in _scontrol_show("partition")}
+    name = launcher.get("partition")
+    if name is None:
+        defaults = [p for p, fields in partitions.items() if fields.get("Default") == "YES"]
+        if not defaults:
+            raise SlurmConfigError(f"hydra.launcher.partition is unset and the cluster has no default partition: set "
+                             f"it to one of {', '.join(partitions)}")
+        name = defaults[0]
+    if name not in partitions:
+        raise SlurmConfigError(f"hydra.launcher.partition={name}: the cluster has no such partition; it has "
+                         f"{', '.join(partitions) or 'none'}")
+    nodes = [n for n in _scontrol_show("node") if name in n.get("Partitions", "").split(",")]
+    offers = {"gpus": max((_gpus(n.get("Gres", "")) for n in nodes), default=0),
+              "cpus": max((int(n.get("CPUTot", 0)) for n in nodes), default=0),
+              "mem_gb": max((int(n.get("RealMemory", 0)) for n in nodes), default=0) / 1024,
+              "nodes": len(nodes)}
+    tasks, cpus = int(launcher.get("tasks_per_node") or 1), int(launcher.get("cpus_per_task") or 1)
+    gpus, mem_gb = int(launcher.get("gpus_per_node") or 0), launcher.get("mem_gb")
+    problems = []
+    if gpus > offers["gpus"]:
+        problems.append(f"hydra.launcher.gpus_per_node={gpus}: its nodes have "
+                        f"{offers['gpus'] or 'no'} GPUs (set gpus_per_node={offers['gpus']}: hydra/launcher=slurm_cpu asks for none)")
+    if tasks * cpus > offers["cpus"]:
+        problems.append(f"hydra.launcher.cpus_per_task={cpus} x tasks_per_node={tasks}: its nodes have "
+                        f"{offers['cpus']} CPUs")
+    if mem_gb is not None and float(mem_gb) > offers["mem_gb"]:
+        problems.append(f"hydra.launcher.mem_gb={mem_gb}: its nodes have {offers['mem_gb']:.1f} GB")
+    if int(launcher.get("nodes") or 1) > offers["nodes"]:
+        problems.append(f"hydra.launcher.nodes={launcher.get('nodes')}: it has {offers['nodes']} node(s)")
+    max_minutes = _minutes(partitions[name].get("MaxTime", "UNLIMITED"))
+    timeout = launcher.get("timeout_min")
+    if max_minutes is not None and timeout is not None and int(timeout) > max_minutes:
+        problems.append(f"hydra.launcher.timeout_min={timeout}: its time limit is {max_minutes} minutes")
+    if problems:
+        raise SlurmConfigError(f"Slurm partition {name} cannot run these jobs, nothing was submitted:\n  "
+                         + "\n  ".join(problems))
 
 
 def submit(launcher: Any, jobs: Sequence[Job], job_overrides: Sequence[Sequence[str]], study_dir: Path) -> None:
@@ -83,6 +137,34 @@ def status_lines(statuses: Mapping[Job, Status], study_dir: Path) -> list[str]:
         state = read_json(study_dir / job.name / STATE_FILE) or {}
         lines.append(f"  {status.value:11s} {str(state.get('slurm_job_id') or '-'):>12s} {job.name}")
     return lines
+
+
+def _scontrol_show(entity: str) -> list[dict[str, str]]:
+    """`scontrol show partition|node`, one dict of KEY=VALUE fields per entry."""
+    try:
+        result = subprocess.run(["scontrol", "show", entity, "--oneliner"], capture_output=True, text=True,
+                                timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", "") or error
+        raise SlurmConfigError(f"hydra/launcher=slurm: `scontrol show {entity}` failed ({detail}); is the cluster up? "
+                         "(a local one: `make slurm-up`, docs/cluster.md)") from error
+    return [dict(field.split("=", 1) for field in line.split() if "=" in field)
+            for line in result.stdout.splitlines() if line.strip()]
+
+
+def _gpus(gres: str) -> int:
+    """GPUs in a node's `Gres` (`gpu:4`, `gpu:a100:4(S:0-1)`, `(null)`)."""
+    return sum(int(count) for count in re.findall(r"gpu(?::[\w.-]+)?:(\d+)", gres))
+
+
+def _minutes(max_time: str) -> int | None:
+    """Slurm's `MaxTime` (`UNLIMITED`, `MM`, `HH:MM:SS`, `D-HH:MM:SS`) in whole minutes; None if unlimited."""
+    if max_time in ("UNLIMITED", "INFINITE", "NONE"):
+        return None
+    days, _, clock = max_time.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    hours, minutes, seconds = ([0] * (3 - len(parts)) + parts) if len(parts) > 1 else (0, parts[0], 0)
+    return int(days or 0) * 1440 + hours * 60 + minutes + (seconds > 0)
 
 
 def _run(command: list[str]) -> list[str]:
