@@ -29,9 +29,18 @@ def test_correlations_per_type_and_per_level():
     assert set(table.loc["level"].index) == {"1", "2", "3"} and math.isnan(table.loc[("level", "1"), "srcc"])
 
 
-def test_a_dataset_without_labels_gives_no_rows():
-    plain = predictions(False).drop(columns=["distortion_type", "distortion_level"])
-    assert group_correlations(plain).empty
+def test_a_dataset_without_labels_gets_correlations_per_mos_band():
+    rng = np.random.default_rng(0)
+    score = rng.random(50)
+    prediction = score.copy()
+    worst = score <= np.quantile(score, 0.2)
+    prediction[worst] = -prediction[worst]  # the worst fifth ordered backwards, the rest right
+    plain = pd.DataFrame({"image": [f"i{n}" for n in range(50)], "score": score, "prediction": prediction})
+    table = group_correlations(plain).set_index(["group", "label"])
+    assert list(table.index) == [("mos_band", f"MOS {band}/5") for band in range(1, 6)]
+    assert (table["n"] == 10).all()
+    assert table.loc[("mos_band", "MOS 1/5"), "srcc"] == pytest.approx(-1.0)
+    assert table.loc[("mos_band", "MOS 5/5"), "srcc"] == pytest.approx(1.0)
 
 
 def test_median_over_splits_per_variant_in_study_order_and_heatmap(tmp_path):

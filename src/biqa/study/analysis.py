@@ -99,20 +99,28 @@ def per_distortion_section(folder: Path, finished: pd.DataFrame, order: Sequence
     result.files.append(long_csv)
     result.tables["per_distortion"] = long
     medians = {}
-    text = ["\n## Per distortion type and level\n\n",
-            "Test SRCC within each distortion type (all references and levels of that type) and within each "
-            "level (all types at that level), median over the splits; PLCC and every split in "
-            "`per_distortion.csv`.\n"]
-    for group in ("type", "level"):
+    if set(long["group"]) == {"mos_band"}:
+        text = ["\n## Per MOS band\n\n",
+                "Test SRCC within each fifth of the quality range (the images whose score falls in that quintile "
+                "of the split's test scores; 1/5 = the worst), median over the splits; PLCC and every split in "
+                "`per_distortion.csv`.\n"]
+    else:
+        text = ["\n## Per distortion type and level\n\n",
+                "Test SRCC within each distortion type (all references and levels of that type) and within each "
+                "level (all types at that level), median over the splits; PLCC and every split in "
+                "`per_distortion.csv`.\n"]
+    titles = {"type": "SRCC per distortion type", "level": "SRCC per distortion level",
+              "mos_band": "SRCC per MOS band"}
+    for group, title in titles.items():
         table = per_distortion.median_table(long, group, "srcc", order)
         if table.empty:
             continue
-        medians[f"SRCC per distortion {group}"] = table
+        medians[title] = table
         path = folder / f"per_distortion_{group}_srcc.csv"
         table.to_csv(path)
         result.files.append(path)
         result.tables[f"per_distortion_{group}_srcc"] = table.reset_index()
-        text += [f"\n### SRCC per distortion {group}\n\n", _matrix_markdown(table)]
+        text += [f"\n### {title}\n\n", _matrix_markdown(table)]
     png = per_distortion.heatmap(medians, folder / "per_distortion.png", "test SRCC, median over splits")
     if png is not None:
         result.files.append(png)

@@ -1,6 +1,8 @@
 """SRCC/PLCC per distortion type and per distortion level, for every variant, from the runs'
 `test_predictions.csv` (which carry `distortion_type` and `distortion_level` where the dataset has them:
-synthetic, KADID-10k, TID2013, CSIQ, LIVE, PIPAL).
+synthetic, KADID-10k, TID2013, CSIQ, LIVE, PIPAL); per MOS band on datasets without such labels (authentic
+photos: KonIQ, SPAQ, BIQ2021, ...), the band being the quintile of the image's score among the split's test
+images, so that the table says where in the quality range a model orders photos well.
 
 A group's correlation is over the test images of that group in one split; the tables give the median over
 the splits. Within one type the images differ in reference and level, so its SRCC says how well a model
@@ -23,6 +25,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 GROUPS = {"type": "distortion_type", "level": "distortion_level"}
+MOS_BANDS = 5
 MIN_IMAGES = 3
 """Fewer images in a group than this give no correlation (NaN)."""
 
@@ -36,7 +39,17 @@ def group_correlations(predictions: pd.DataFrame) -> pd.DataFrame:
         for label, subset in predictions.dropna(subset=[column]).groupby(column, sort=True):
             rows.append({"group": group, "label": _label(label), "n": len(subset),
                          **correlations(subset["prediction"].to_numpy(float), subset["score"].to_numpy(float))})
+    if not rows:
+        for label, subset in predictions.groupby(mos_bands(predictions["score"]), sort=True):
+            rows.append({"group": "mos_band", "label": label, "n": len(subset),
+                         **correlations(subset["prediction"].to_numpy(float), subset["score"].to_numpy(float))})
     return pd.DataFrame(rows, columns=["group", "label", "n", "srcc", "plcc"])
+
+
+def mos_bands(scores: pd.Series) -> pd.Series:
+    """Each image's MOS band, "MOS b/5" for the b-th quintile of `scores` (1 = lowest quality)."""
+    bands = pd.qcut(scores.rank(method="first"), MOS_BANDS, labels=False) + 1
+    return bands.map(lambda band: f"MOS {band}/{MOS_BANDS}")
 
 
 def correlations(prediction: np.ndarray, score: np.ndarray) -> dict[str, float]:

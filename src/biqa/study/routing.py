@@ -27,10 +27,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from biqa.study.per_distortion import mos_bands  # noqa: E402
+
 PERMUTATIONS = 1000
 USED_SHARE = 0.01
 """An expert counts as used if it gets at least this share of all gate weight (a collapsed router uses k)."""
-MOS_BANDS = 5
 
 
 def image_labels(predictions: pd.DataFrame) -> tuple[str, pd.Series]:
@@ -39,8 +40,7 @@ def image_labels(predictions: pd.DataFrame) -> tuple[str, pd.Series]:
     table = predictions.set_index("image")
     if "distortion_type" in table and table["distortion_type"].notna().all():
         return "distortion type", table["distortion_type"].astype(str)
-    bands = pd.qcut(table["score"].rank(method="first"), MOS_BANDS, labels=False) + 1
-    return "MOS band", bands.map(lambda band: f"MOS {band}/{MOS_BANDS}")
+    return "MOS band", mos_bands(table["score"])
 
 
 def image_shares(routing: pd.DataFrame) -> dict[str, pd.DataFrame]:
