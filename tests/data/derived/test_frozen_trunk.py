@@ -2,6 +2,7 @@
 run without the store, shares the store of a backbone cut at the same stage, and refuses what cannot work."""
 
 import csv
+import json
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from hydra.utils import instantiate
 from tests.conftest import TINY, compose_in
 
 from biqa.data.derived.feature_cache import use_feature_cache
-from biqa.engine import train
+from biqa.engine import evaluate, train
 
 # One view per image and one crop per visit, so that both data paths see exactly the same crops.
 TRUNK = [*TINY, "+feature_cache=frozen_trunk", "feature_cache.views=2", "data.train_crops.count=1",
@@ -77,3 +78,16 @@ def test_training_over_the_stored_trunk_is_training_over_the_whole_backbone(comp
     torch.manual_seed(0)
     untrained = instantiate(compose_config("train", [*TRUNK, f"model={model}"]).model.net)
     assert not torch.allclose(tails["features"], untrained.backbone.model.blocks[4][0].conv_pw.weight)
+
+
+@pytest.mark.slow
+def test_biqa_eval_reproduces_the_runs_test_metrics_from_the_photos(shared_cache, tmp_path):
+    """The checkpoint holds the whole backbone, trained stage included: evaluated on the photos, without the
+    store, it gives the run's test metrics."""
+    cfg = compose_in(tmp_path / "train", shared_cache, "train", [
+        *TRUNK, "feature_cache.dtype=float32", "feature_cache.batch_size=4", f"feature_cache.dir={tmp_path / 'features'}"])
+    metrics = train(cfg)
+    checkpoint = json.loads((tmp_path / "train" / "run" / "result.json").read_text())["checkpoint"]
+    again = evaluate(compose_in(tmp_path / "eval", shared_cache, "eval", [f"ckpt_path={checkpoint}"]))
+    for name in ("srcc", "plcc", "rmse"):
+        assert again[f"test/{name}"] == pytest.approx(metrics[f"test/{name}"], abs=1e-4)
