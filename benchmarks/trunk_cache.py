@@ -97,7 +97,7 @@ def train_epoch_seconds(cfg: DictConfig) -> tuple[float, float, int]:
     return build, timer.time_elapsed("train"), len(datamodule.split.train)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="a BIQ2021 root (Images/ + the training CSV)")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="loader processes of the image path")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a new temp folder)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="trunk_cache_"))
 
@@ -130,8 +130,10 @@ def main() -> None:
     for r in results:
         print(f"{r['case']:12s} {r['images']:6d} {r['size']:4d} {r['store_build_s']:13.1f} {r['epoch_without_s']:17.1f} "
               f"{r['epoch_with_s']:14.1f} {r['speedup']:7.2f}x")
-    print(json.dumps({"benchmark": "trunk_cache", "threads": args.threads, "batch_size": args.batch_size,
-                      "workers": args.workers, "cases": results}))
+    record = {"benchmark": "trunk_cache", "threads": args.threads, "batch_size": args.batch_size,
+              "workers": args.workers, "cases": results}
+    print(json.dumps(record))
+    return record
 
 
 if __name__ == "__main__":
