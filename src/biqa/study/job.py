@@ -69,13 +69,13 @@ class JobRecords(Callback):
 
 
 def record_termination(output_dir: Path) -> None:
-    """The run stopped on SIGTERM (Lightning stops at the end of the batch): under Slurm, a requeue or a
-    pre-emption, and Slurm starts the job again; elsewhere, an interruption. Either way a re-run resumes it,
-    so its state file must not say failed."""
+    """The run stopped on SIGTERM (Lightning stops at the end of the batch). A Slurm job that requeued itself
+    (biqa.lit.slurm: time-limit warning or pre-emption) says so already, and Slurm starts it again; any other
+    stop is an interruption. Either way a re-run resumes it, so its state file must not say failed."""
     if rank_zero_only.rank != 0:
         return
     state = read_json(output_dir / STATE_FILE) or {}
-    status = "requeued" if state.get("status") == "requeued" else "preempted" if slurm_job_id() else "interrupted"
+    status = state["status"] if state.get("status") in ("requeued", "preempted") else "interrupted"
     log.warning("SIGTERM: the run stopped at the end of its batch (%s)", status)
     write_state(output_dir, status)
 

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from biqa.data.loading.crops import CropDataset, CropSpec, net_inputs
 from biqa.data.loading.datamodule import IQADataModule
 from biqa.data.loading.resumable import EpochShuffle, ResumableLoader, SkippingBatchSampler
-from biqa.data.loading.workers import start_worker
+from biqa.data.loading.workers import SignalSafeLoader
 from biqa.models.base import QualityModel
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,7 @@ class FeatureStore:
         was_training, requested = backbone.training, backbone.out_indices
         backbone.out_indices = list(range(deepest + 1))
         backbone.eval().to(device)
-        loader = DataLoader(crops, batch_size=max(1, batch_size // crops.spec.count), num_workers=num_workers,
-                            worker_init_fn=start_worker)
+        loader = SignalSafeLoader(crops, batch_size=max(1, batch_size // crops.spec.count), num_workers=num_workers)
         arrays: list[np.ndarray] = []
         try:
             with torch.no_grad():
@@ -251,12 +250,11 @@ class CachedFeatureDataModule(L.LightningDataModule):
         images = self.images
         workers = 0 if store is not None and not self.with_images else images.num_workers
         if not train:
-            return DataLoader(dataset, batch_size=images.eval_batch_size, num_workers=workers,
-                              worker_init_fn=start_worker)
+            return SignalSafeLoader(dataset, batch_size=images.eval_batch_size, num_workers=workers)
         # As the image datamodule's: an order that is a function of (seed, epoch), resumable mid-epoch.
         batches = SkippingBatchSampler(EpochShuffle(len(dataset), seed), images.batch_size,
                                        drop_last=len(indices) > images.batch_size)
-        return ResumableLoader(dataset, batch_sampler=batches, num_workers=workers, worker_init_fn=start_worker,
+        return ResumableLoader(dataset, batch_sampler=batches, num_workers=workers,
                                generator=torch.Generator().manual_seed(seed))
 
     def stored_stages(self) -> list[int]:

@@ -19,7 +19,7 @@ from biqa.data.datasets.splits import Split, make_split
 from biqa.data.loading.cache import ResizedImageCache
 from biqa.data.loading.crops import CropDataset, CropSpec, collate_pixels
 from biqa.data.loading.resumable import EpochShuffle, ResumableLoader, SkippingBatchSampler
-from biqa.data.loading.workers import start_worker
+from biqa.data.loading.workers import SignalSafeLoader
 from biqa.run_folder import SPLIT_FILE
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,9 @@ class IQADataModule(L.LightningDataModule):
         # passes than an uninterrupted one, would draw other dropout masks.
         common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
                       persistent_workers=self.persistent_workers, generator=torch.Generator().manual_seed(seed),
-                      worker_init_fn=start_worker, collate_fn=collate_pixels if spec.cut_on_device else None)
+                      collate_fn=collate_pixels if spec.cut_on_device else None)
         if not train:
-            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
+            return SignalSafeLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
         # The order and the crops are functions of (seed, epoch), so that a run resumed from a mid-epoch
         # checkpoint sees what the interrupted run would have seen (biqa.data.loading.resumable). Lightning sets
         # the epoch before each pass; the loader starts no worker before its first batch is asked for.

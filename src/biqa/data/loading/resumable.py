@@ -13,7 +13,9 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
-from torch.utils.data import BatchSampler, DataLoader, Sampler
+from torch.utils.data import BatchSampler, Sampler
+
+from biqa.data.loading.workers import SignalSafeLoader
 
 
 class EpochShuffle(Sampler[tuple[int, int]]):
@@ -48,7 +50,7 @@ class SkippingBatchSampler(BatchSampler):
         return islice(super().__iter__(), self.skip, None)
 
 
-class ResumableLoader(DataLoader):
+class ResumableLoader(SignalSafeLoader):
     """A DataLoader (built with a `SkippingBatchSampler`) whose state is its epoch and the number of batches
     it has handed to the training loop in that epoch: counted here, in the main process, because workers
     load batches ahead of the loop."""

@@ -1,0 +1,111 @@
+"""The real-cluster tests: every test here submits to the Slurm cluster this machine runs (`make slurm-up`,
+scripts/slurm_cluster.sh: partitions `low`, the default, whose jobs a `high` job pre-empts, and `high`).
+
+Without a cluster they skip, saying how to start one; under CI (CI=true) a missing cluster is a failure. Jobs
+run the repository's code with one torch thread, and may load test callbacks (`tests.slurm.callbacks`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+from tests.reliability.conftest import REPO
+
+START_ONE = "start a one-node Slurm cluster with `make slurm-up` (scripts/slurm_cluster.sh, docs/cluster.md)"
+
+
+def cluster_problem() -> str | None:
+    """Why no cluster answers here, or None when slurmctld does and its node takes jobs."""
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+        node = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"Slurm's commands do not run here ({error})"
+    if "UP" not in ping.stdout:
+        return f"slurmctld does not answer ({(ping.stdout + ping.stderr).strip()})"
+    if not {"idle", "mix", "alloc"} & set(node.stdout.split()):
+        return f"the cluster's node takes no jobs (sinfo: {node.stdout.strip() or node.stderr.strip()})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster() -> None:
+    problem = cluster_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI runs the Slurm tests on a real cluster, and there is none: {problem}; .ci/run must "
+                    f"{START_ONE}")
+    pytest.skip(f"no Slurm cluster: {problem}; {START_ONE}")
+
+
+@pytest.fixture
+def slurm_env(cluster, monkeypatch) -> dict[str, str]:
+    """What this process and the jobs it submits (sbatch exports the environment) run with: one torch thread,
+    the repository's tests importable, Hydra's full errors. Jobs the test leaves in Slurm are cancelled."""
+    before = squeue_ids(arrays=False)
+    env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")]),
+           "HYDRA_FULL_ERROR": "1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield {**os.environ}
+    GlobalHydra.instance().clear()
+    left = squeue_ids(arrays=False) - before
+    if left:
+        subprocess.run(["scancel", *sorted(left)], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def slurm_cache(tmp_path_factory) -> Path:
+    """One synthetic-data cache for every job of the session."""
+    return tmp_path_factory.mktemp("slurm_cache")
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 1.0,
+               state: Callable[[], object] = lambda: "") -> object:
+    """Polls `condition` until it returns something true, which it returns; fails after `timeout` seconds,
+    saying what `state` says then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}: {state()}"
+        time.sleep(every)
+
+
+def job_fields(job_id: str) -> dict[str, str]:
+    """`scontrol show job` of one job (empty once slurmctld has forgotten it)."""
+    result = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True, text=True)
+    return dict(field.split("=", 1) for field in result.stdout.split() if "=" in field)
+
+
+def squeue_ids(arrays: bool = True) -> set[str]:
+    """Every job id Slurm holds: array tasks as `ARRAY_TASK`, or (arrays=False) arrays by their job id."""
+    result = subprocess.run(["squeue", "--noheader", *(["--array", "--format=%i"] if arrays else ["--format=%F"])],
+                            capture_output=True, text=True, check=True)
+    return set(result.stdout.split())
+
+
+def sacct_state(job_id: str) -> str:
+    """How accounting (slurmdbd) records the job's allocation: COMPLETED, CANCELLED, RUNNING, ..."""
+    result = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State",
+                             f"--jobs={job_id}"], capture_output=True, text=True, check=True)
+    states = [line.split("|")[1].split()[0] for line in result.stdout.splitlines() if line.startswith(job_id + "|")]
+    return states[-1] if states else ""
+
+
+def wait_for_accounting(job_id: str, state: str, timeout: float = 60) -> None:
+    """Until sacct records the job's allocation in `state` (slurmdbd hears of a job's end after squeue does)."""
+    wait_until(lambda: sacct_state(job_id) == state, timeout, f"sacct to record job {job_id} {state}",
+               state=lambda: sacct_state(job_id))
+
+
+def sbatch(*arguments: str) -> str:
+    result = subprocess.run(["sbatch", "--parsable", *arguments], capture_output=True, text=True, check=True)
+    return result.stdout.strip().split(";")[0]
