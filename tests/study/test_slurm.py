@@ -1,86 +1,10 @@
-"""A study on Slurm without a waiting sweeper, against fake `sbatch`, `squeue`, `sacct`, `scontrol` and `srun` on PATH:
-submit and return, a status view of queued and running jobs, and no second submission of a job Slurm holds."""
+"""What a study on Slurm does without a cluster: the Slurm job id a job records, and the refusal of
+`--no-wait` by a launcher that cannot submit. Submission, states, cancellation and resubmission are tested on
+a real cluster (tests/slurm/test_study_array.py)."""
 
-import json
 import os
-import re
-import stat
-from pathlib import Path
 
 import pytest
-from hydra.core.global_hydra import GlobalHydra
-
-from biqa.cli.sweep import main
-from biqa.study.launch import load
-from biqa.study.records import Status
-
-FAKES = {
-    # sbatch answers as Slurm does; each call is one line of sbatch_calls (its submission file's path).
-    "sbatch": 'echo "$@" >> "$FAKE_SLURM/sbatch_calls"\n'
-              'echo "Submitted batch job $((4000 + $(wc -l < "$FAKE_SLURM/sbatch_calls")))"\n',
-    "squeue": 'echo "$@" >> "$FAKE_SLURM/squeue_calls"\ncat "$FAKE_SLURM/squeue.txt" 2>/dev/null; true\n',
-    "sacct": 'echo "$@" >> "$FAKE_SLURM/sacct_calls"\ncat "$FAKE_SLURM/sacct.txt" 2>/dev/null; true\n',
-    "scontrol": 'echo "$@" >> "$FAKE_SLURM/scontrol_calls"\n',
-    "srun": 'exit 1\n',  # submitit looks for it before it submits; nothing here runs a job
-}
-
-
-@pytest.fixture
-def fake_slurm(tmp_path, monkeypatch) -> Path:
-    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
-    bin_dir.mkdir()
-    state.mkdir()
-    for name, body in FAKES.items():
-        path = bin_dir / name
-        path.write_text("#!/bin/bash\n" + body)
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SLURM", str(state))
-    yield state
-    GlobalHydra.instance().clear()
-
-
-def sbatch_calls(state: Path) -> list[str]:
-    calls = state / "sbatch_calls"
-    return calls.read_text().splitlines() if calls.exists() else []
-
-
-def slurm_ids(study) -> dict[str, str]:
-    return {job.name: json.loads((study.study_dir / job.name / "job.json").read_text()).get("slurm_job_id")
-            for job in study.jobs}
-
-
-@pytest.mark.slow
-def test_submit_return_follow_and_never_resubmit_a_job_slurm_holds(tmp_path, fake_slurm, capsys):
-    args = ["study=smoke", "study.seeds=[0]", f"paths.root_dir={tmp_path}", "hydra/launcher=slurm",
-            "hydra.launcher.partition=debug"]
-
-    assert main([*args, "--no-wait"]) == 0, "submitting returns at once, nothing ran here"
-    (submission,) = sbatch_calls(fake_slurm)
-    script = Path(submission).read_text()
-    assert "#SBATCH --array=0-1%" in script and "#SBATCH --partition=debug" in script
-    study = load(args)
-    assert slurm_ids(study) == {"linear/synthetic/seed=0": "4001_0", "mlp/synthetic/seed=0": "4001_1"}
-    assert not any((study.study_dir / job.name / "result.json").exists() for job in study.jobs)
-    assert "launched 2" in capsys.readouterr().out
-
-    # Slurm holds both: the status view says where each one is, and a re-run submits nothing.
-    (fake_slurm / "squeue.txt").write_text("4001_0 PENDING\n4001_1 RUNNING\n")
-    assert main([*args, "--status"]) == 0
-    out = capsys.readouterr().out
-    assert re.search(r"queued +4001_0 linear/synthetic/seed=0", out)
-    assert re.search(r"running +4001_1 mlp/synthetic/seed=0", out)
-    assert "--jobs=4001_0,4001_1" in (fake_slurm / "squeue_calls").read_text()
-    assert main([*args, "--no-wait"]) == 0
-    assert len(sbatch_calls(fake_slurm)) == 1 and "launched 0" in capsys.readouterr().out
-
-    # squeue no longer lists them: sacct says one was cancelled (submitted again), one still runs.
-    (fake_slurm / "squeue.txt").write_text("")
-    (fake_slurm / "sacct.txt").write_text("4001_0|CANCELLED by 0\n4001_1|RUNNING\n")
-    assert [s for s in load(args).status().values()] == [Status.INTERRUPTED, Status.RUNNING]
-    assert main([*args, "--no-wait"]) == 0
-    assert len(sbatch_calls(fake_slurm)) == 2, "the cancelled job alone was submitted again (one job, no array)"
-    assert slurm_ids(load(args)) == {"linear/synthetic/seed=0": "4002", "mlp/synthetic/seed=0": "4001_1"}
 
 
 def test_a_job_records_its_own_slurm_id_when_it_starts(monkeypatch):
@@ -99,3 +23,45 @@ def test_waiting_is_refused_by_a_launcher_that_cannot_submit(tmp_path):
 
     with pytest.raises(ValueError, match="hydra/launcher=slurm"):
         submit(object(), [], [], tmp_path)
+
+
+# What a one-node CPU cluster cannot show: a GPU partition with a time limit, and accounting that is down.
+# Fake Slurm commands on PATH stand in for them.
+GPU_CLUSTER = {
+    "scontrol": """case "$2" in
+partition) echo "PartitionName=gpu Default=YES MaxTime=1-00:00:00 State=UP TotalNodes=2";;
+node) echo "NodeName=g1 CPUTot=32 RealMemory=256000 Gres=gpu:a100:4(S:0-1) Partitions=gpu"
+      echo "NodeName=g2 CPUTot=32 RealMemory=256000 Gres=gpu:a100:4(S:0-1) Partitions=gpu";;
+esac""",
+    "squeue": "true",
+    "sacct": 'echo "sacct: error: Problem talking to the database: Connection refused" >&2; exit 1',
+}
+
+
+@pytest.fixture
+def fake_cluster(tmp_path, monkeypatch):
+    for name, body in GPU_CLUSTER.items():
+        path = tmp_path / name
+        path.write_text(f"#!/bin/bash\n{body}\n")
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+
+def test_a_gpu_partition_refuses_more_gpus_nodes_or_time_than_it_has(fake_cluster):
+    from biqa.study.slurm import SlurmConfigError, check_cluster_fits
+
+    check_cluster_fits({"gpus_per_node": 4, "tasks_per_node": 4, "cpus_per_task": 8, "mem_gb": 200,
+                        "nodes": 2, "timeout_min": 1440})
+    with pytest.raises(SlurmConfigError) as refused:
+        check_cluster_fits({"gpus_per_node": 8, "nodes": 3, "timeout_min": 1441})
+    message = str(refused.value)
+    assert "hydra.launcher.gpus_per_node=8: its nodes have 4 GPUs" in message
+    assert "hydra.launcher.nodes=3: it has 2 node(s)" in message
+    assert "hydra.launcher.timeout_min=1441: its time limit is 1440 minutes" in message
+
+
+def test_with_accounting_down_a_job_that_left_squeue_is_judged_by_its_files(fake_cluster, caplog):
+    from biqa.study.slurm import slurm_states
+
+    assert slurm_states(["4001_0"]) == {}
+    assert "sacct failed" in caplog.text
