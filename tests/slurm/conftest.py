@@ -6,6 +6,7 @@ run the repository's code with one torch thread, and may load test callbacks (`t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -104,6 +105,27 @@ def wait_for_accounting(job_id: str, state: str, timeout: float = 60) -> None:
     """Until sacct records the job's allocation in `state` (slurmdbd hears of a job's end after squeue does)."""
     wait_until(lambda: sacct_state(job_id) == state, timeout, f"sacct to record job {job_id} {state}",
                state=lambda: sacct_state(job_id))
+
+
+def follow(job_id: str, run_dir: Callable[[], Path | None], timeout: float,
+           on_requeue: Callable[[], None] = lambda: None) -> tuple[list[str], int]:
+    """Until the job has left squeue: every status its state file passed through (in order) and how often
+    Slurm restarted it. `on_requeue` runs once, when Slurm first reports a restart."""
+    seen: list[str] = []
+    restarts = 0
+    deadline = time.monotonic() + timeout
+    while job_id in squeue_ids() or job_fields(job_id).get("JobState") in ("COMPLETING", "RUNNING"):
+        assert time.monotonic() < deadline, f"job {job_id} still in Slurm after {timeout:.0f} s: {seen}"
+        folder = run_dir()
+        state = json.loads((folder / "job.json").read_text()) if folder and (folder / "job.json").exists() else {}
+        if state.get("status") and (not seen or seen[-1] != state["status"]):
+            seen.append(state["status"])
+        count = int(job_fields(job_id).get("Restarts", 0))
+        if count > restarts and restarts == 0:
+            on_requeue()
+        restarts = max(restarts, count)
+        time.sleep(0.3)
+    return seen, restarts
 
 
 def sbatch(*arguments: str) -> str:

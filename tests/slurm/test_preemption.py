@@ -16,14 +16,12 @@ import re
 import shlex
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from tests.conftest import TINY, compose_in
 from tests.reliability.conftest import REPO
-from tests.slurm.conftest import job_fields, sbatch, squeue_ids, wait_for_accounting, wait_until
+from tests.slurm.conftest import follow, job_fields, sbatch, wait_for_accounting, wait_until
 
 from biqa.cli.sweep import main
 from biqa.engine import train
@@ -35,27 +33,6 @@ WORKERS = ["data.num_workers=2", "data.persistent_workers=false"]
 # 6 steps per epoch, 12 in all; dropout makes the result depend on the random generators' state too.
 SETTING = [o for o in TINY if not o.startswith("data.num_workers")] + WORKERS + [
     "model.net.dropout=0.3", "trainer.max_epochs=2", "trainer.deterministic=true", "threads=1"]
-
-
-def follow(job_id: str, run_dir: Callable[[], Path | None], timeout: float,
-           on_requeue: Callable[[], None] = lambda: None) -> tuple[list[str], int]:
-    """Until the job has left squeue: every status its state file passed through (in order) and how often
-    Slurm restarted it. `on_requeue` runs once, when Slurm first reports a restart."""
-    seen: list[str] = []
-    restarts = 0
-    deadline = time.monotonic() + timeout
-    while job_id in squeue_ids() or job_fields(job_id).get("JobState") in ("COMPLETING", "RUNNING"):
-        assert time.monotonic() < deadline, f"job {job_id} still in Slurm after {timeout:.0f} s: {seen}"
-        folder = run_dir()
-        state = json.loads((folder / "job.json").read_text()) if folder and (folder / "job.json").exists() else {}
-        if state.get("status") and (not seen or seen[-1] != state["status"]):
-            seen.append(state["status"])
-        count = int(job_fields(job_id).get("Restarts", 0))
-        if count > restarts and restarts == 0:
-            on_requeue()
-        restarts = max(restarts, count)
-        time.sleep(0.3)
-    return seen, restarts
 
 
 def assert_same_metrics(metrics: dict[str, float], reference: dict[str, float]) -> None:

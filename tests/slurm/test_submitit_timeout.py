@@ -10,8 +10,7 @@ import subprocess
 
 import pytest
 from tests.conftest import TINY
-from tests.slurm.conftest import wait_for_accounting, wait_until
-from tests.slurm.test_preemption import follow
+from tests.slurm.conftest import follow, wait_for_accounting, wait_until
 
 from biqa.cli.sweep import main
 from biqa.study.launch import load
