@@ -24,8 +24,9 @@ export SLURM_CONF=$STATE/slurm.conf
 log() { echo "slurm_cluster: $*" >&2; }
 
 running() {  # running NAME: the daemon whose pid file is $STATE/run/NAME.pid is alive
+    # By its name too: after a reboot or a killed session the pid file may name another process.
     local pid_file=$STATE/run/$1.pid
-    [[ -s $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+    [[ -s $pid_file && $(cat "/proc/$(cat "$pid_file")/comm" 2>/dev/null) == "$1" ]]
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
