@@ -28,7 +28,8 @@ def cluster_problem() -> str | None:
     except (OSError, subprocess.SubprocessError) as error:
         return f"Slurm's commands do not run here ({error})"
     if "UP" not in ping.stdout:
-        return f"slurmctld does not answer ({(ping.stdout + ping.stderr).strip()})"
+        last_line = ((ping.stdout + ping.stderr).strip().splitlines() or ["no answer"])[-1]
+        return f"slurmctld does not answer (scontrol ping: {last_line})"
     if not {"idle", "mix", "alloc"} & set(node.stdout.split()):
         return f"the cluster's node takes no jobs (sinfo: {node.stdout.strip() or node.stderr.strip()})"
     return None
