@@ -69,6 +69,17 @@ class RequeueAtBatchEnd(L.Callback):
                 write_state(Path(trainer.default_root_dir), "preempted" if preempted else "requeued")
 
 
+def requeue_this_job() -> bool:
+    """`scontrol requeue` of this Slurm job; whether Slurm accepted it."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    try:
+        subprocess.run(["scontrol", "requeue", str(job_id)], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("scontrol requeue %s failed (%s)", job_id, error)
+        return False
+    return True
+
+
 def being_preempted() -> bool:
     """Whether Slurm is pre-empting this job now (it has a PreemptTime)."""
     job_id = os.environ.get("SLURM_JOB_ID")

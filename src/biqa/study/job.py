@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
+from biqa.lit.slurm import being_preempted, requeue_this_job
 from biqa.run_folder import PREDICTIONS_FILE, SCATTER_FILE, STATE_FILE, read_json, write_state
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,18 @@ class JobRecords(Callback):
 
 def record_termination(output_dir: Path) -> None:
     """The run stopped on SIGTERM (Lightning stops at the end of the batch). A Slurm job that requeued itself
-    (biqa.lit.slurm: time-limit warning or pre-emption) says so already, and Slurm starts it again; any other
-    stop is an interruption. Either way a re-run resumes it, so its state file must not say failed."""
+    while training (biqa.lit.slurm: time-limit warning or pre-emption) says so already; one pre-empted outside
+    training (validating, testing) requeues itself now, or Slurm would not start it again; any other stop is
+    an interruption. Either way the next run resumes it, so its state file must not say failed."""
     if rank_zero_only.rank != 0:
         return
     state = read_json(output_dir / STATE_FILE) or {}
-    status = state["status"] if state.get("status") in ("requeued", "preempted") else "interrupted"
+    if state.get("status") in ("requeued", "preempted"):
+        status = state["status"]
+    elif slurm_job_id() and being_preempted() and requeue_this_job():
+        status = "preempted"
+    else:
+        status = "interrupted"
     log.warning("SIGTERM: the run stopped at the end of its batch (%s)", status)
     write_state(output_dir, status)
 
