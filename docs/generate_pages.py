@@ -161,7 +161,8 @@ def copy_results_pages() -> None:
         folder = readme.parent.relative_to(ROOT / "experiments")
         target = Path("results") / folder
         with mkdocs_gen_files.open((target / "index.md").as_posix(), "w") as out:
-            out.write(readme.read_text())
+            # A README's link to a sibling study's README is a link to that study's page here.
+            out.write(re.sub(r"\]\((\.\./[^)\s]*?)README\.md", r"](\1index.md", readme.read_text()))
         mkdocs_gen_files.set_edit_path((target / "index.md").as_posix(), f"../{readme.relative_to(ROOT).as_posix()}")
         for data in readme.parent.rglob("*"):
             if data.suffix in {".png", ".csv"}:
