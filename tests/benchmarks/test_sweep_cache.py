@@ -1,25 +1,14 @@
 """benchmarks/sweep_cache.py runs exactly the variants it is asked for (the study has more)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from tests.benchmarks.conftest import load_benchmark
 
 from biqa.study.launch import load
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep_cache.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("sweep_cache", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("variants, seeds", [(["pooled", "lifeiqa"], 1), (None, 3)])
 def test_the_study_holds_exactly_the_named_variants_on_the_named_splits(tmp_path, variants, seeds):
-    script = load_script()
+    script = load_benchmark("sweep_cache")
     chosen = variants or list(script.VARIANTS)
     assert len(script.study_variants()) > len(chosen)  # the study has variants the benchmark must drop
     args = script.parser().parse_args(["--seeds", str(seeds), *(["--variants", *variants] if variants else [])])
