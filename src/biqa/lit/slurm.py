@@ -89,5 +89,9 @@ def being_preempted() -> bool:
     except (OSError, subprocess.SubprocessError) as error:
         log.warning("SIGTERM: cannot ask Slurm whether job %s is being pre-empted (%s); it stops", job_id, error)
         return False
-    fields = dict(field.split("=", 1) for field in shown.split() if "=" in field)
-    return fields.get("PreemptTime", "None") not in ("None", "Unknown")
+    return oneliner_fields(shown).get("PreemptTime", "None") not in ("None", "Unknown")
+
+
+def oneliner_fields(line: str) -> dict[str, str]:
+    """The KEY=VALUE fields of one entry of `scontrol show ... --oneliner`."""
+    return dict(field.split("=", 1) for field in line.split() if "=" in field)

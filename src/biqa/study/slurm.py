@@ -18,11 +18,13 @@ from typing import Any
 
 from hydra.errors import CompactHydraException
 
+from biqa.lit.slurm import oneliner_fields
 from biqa.run_folder import STATE_FILE, read_json, write_state
 from biqa.study.records import Status
 from biqa.study.spec import Job
 
 log = logging.getLogger(__name__)
+
 
 class SlurmConfigError(CompactHydraException, ValueError):
     """A launcher config the cluster cannot run: Hydra prints its message alone, without a traceback."""
@@ -36,20 +38,20 @@ def check_cluster_fits(launcher: Mapping[str, Any]) -> None:
     """Refuses a launcher config (`hydra.launcher`) that the cluster cannot run, before sbatch would: an unknown
     partition, or more GPUs, CPUs, memory, nodes or time than the partition's nodes have. Asks `scontrol`."""
     if shutil.which("scontrol") is None:
-        raise SlurmConfigError("hydra/launcher=slurm submits to Slurm, but its commands (scontrol, sbatch) are not on "
-                         "PATH: run on a Slurm login node, or start a one-node cluster with `make slurm-up` "
-                         "(docs/cluster.md)")
+        raise SlurmConfigError("hydra/launcher=slurm submits to Slurm, but its commands (scontrol, sbatch) are not "
+                               "on PATH: run on a Slurm login node, or start a one-node cluster with `make slurm-up` "
+                               "(docs/cluster.md)")
     partitions = {fields["PartitionName"]: fields for fields in _scontrol_show("partition")}
     name = launcher.get("partition")
     if name is None:
         defaults = [p for p, fields in partitions.items() if fields.get("Default") == "YES"]
         if not defaults:
-            raise SlurmConfigError(f"hydra.launcher.partition is unset and the cluster has no default partition: set "
-                             f"it to one of {', '.join(partitions)}")
+            raise SlurmConfigError("hydra.launcher.partition is unset and the cluster has no default partition: "
+                                   f"set it to one of {', '.join(partitions)}")
         name = defaults[0]
     if name not in partitions:
         raise SlurmConfigError(f"hydra.launcher.partition={name}: the cluster has no such partition; it has "
-                         f"{', '.join(partitions) or 'none'}")
+                               f"{', '.join(partitions) or 'none'}")
     nodes = [n for n in _scontrol_show("node") if name in n.get("Partitions", "").split(",")]
     offers = {"gpus": max((_gpus(n.get("Gres", "")) for n in nodes), default=0),
               "cpus": max((int(n.get("CPUTot", 0)) for n in nodes), default=0),
@@ -74,7 +76,7 @@ def check_cluster_fits(launcher: Mapping[str, Any]) -> None:
         problems.append(f"hydra.launcher.timeout_min={timeout}: its time limit is {max_minutes} minutes")
     if problems:
         raise SlurmConfigError(f"Slurm partition {name} cannot run these jobs, nothing was submitted:\n  "
-                         + "\n  ".join(problems))
+                               + "\n  ".join(problems))
 
 
 def submit(launcher: Any, jobs: Sequence[Job], job_overrides: Sequence[Sequence[str]], study_dir: Path) -> None:
@@ -146,10 +148,9 @@ def _scontrol_show(entity: str) -> list[dict[str, str]]:
                                 timeout=60, check=True)
     except (OSError, subprocess.SubprocessError) as error:
         detail = getattr(error, "stderr", "") or error
-        raise SlurmConfigError(f"hydra/launcher=slurm: `scontrol show {entity}` failed ({detail}); is the cluster up? "
-                         "(a local one: `make slurm-up`, docs/cluster.md)") from error
-    return [dict(field.split("=", 1) for field in line.split() if "=" in field)
-            for line in result.stdout.splitlines() if line.strip()]
+        raise SlurmConfigError(f"hydra/launcher=slurm: `scontrol show {entity}` failed ({detail}); is the cluster "
+                               "up? (a local one: `make slurm-up`, docs/cluster.md)") from error
+    return [oneliner_fields(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 def _gpus(gres: str) -> int:

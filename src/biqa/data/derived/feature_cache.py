@@ -286,9 +286,9 @@ def backbone_fingerprint(backbone: nn.Module, deepest: int) -> str:
     random-init backbone gets its own store per seed, a pretrained one a single store for every choice of
     stages up to the same depth (a trunk under trained stages shares the store of a backbone cut there)."""
     digest = hashlib.sha1(f"{type(backbone).__name__}:{getattr(backbone, 'name', '')}:{deepest}".encode())
-    later = tuple(f"model.{prefix}" for prefix in backbone.tail_prefixes(deepest)) if deepest < backbone.out_indices[-1] else ()
+    later = tuple(f"model.{prefix}" for prefix in backbone.tail_prefixes(deepest))
     for name, tensor in backbone.state_dict().items():
-        if later and name.startswith(later):
+        if name.startswith(later):
             continue
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
