@@ -1,20 +1,22 @@
-"""Write the shipped default model (src/biqa/models/pretrained/) from a ridge-probe run.
+"""Write the shipped default model (src/biqa/models/pretrained/) from a run of its recipe on every photo.
 
-    python experiments/biq2021/ship_default.py FIT_DIR TEST_STATS.pt
+    biqa-train experiment=biq2021_best data.dataset.root=/path/to/biq2021 data.split.strategy=all \
+        "model.module.alphas=[ALPHA]" "model.module.gammas=[GAMMA]"
+    python experiments/biq2021/ship_default.py RUN_DIR --heldout STUDY_DIR/kernel_probe/biq2021
 
-FIT_DIR holds a ridge-probe checkpoint picked on validation SRCC (checkpoints/, split.json: a biqa-train run
-folder, or the OUT_DIR of probe_features.py fit); TEST_STATS.pt the held-out images' features
-(probe_features.py collect --part test). The file keeps the network weights outside the backbone (the probe's 1,025
-numbers and its feature scaling) and the run's config; the backbone is rebuilt from the config's offline
-package weights. Before writing, the head-only model must give the full checkpoint's scores on a few test
-images; its held-out SRCC / PLCC are then measured on the file itself and stored in it.
+RUN_DIR is that run's folder: the recipe fitted on all photos (`data.split.strategy=all`), with the kernel width
+and penalty that the recipe's validation parts picked in the three-split study. The file keeps the network
+outside the backbone (feature scaling, the kernel head's anchors and weights) and the run's config; the
+backbone is rebuilt from the config's offline package weights. Before writing, the head-only model must give
+the full checkpoint's scores on a few photos. A model fitted on every photo has no held-out photos: the file
+records the recipe's held-out figures from the study's splits (--heldout: its seed=K/result.json records).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import statistics
 from pathlib import Path
 
 import torch
@@ -23,9 +25,6 @@ from biqa.data.loading.crops import decode_resized
 from biqa.lit.regression import net_from_checkpoint, read_checkpoint
 from biqa.models.pretrained import DEFAULT_CHECKPOINT
 
-sys.path.insert(0, str(Path(__file__).parent))
-from probe_features import score  # noqa: E402
-
 TARGET = Path(__file__).resolve().parents[2] / "src" / "biqa" / "models" / "pretrained" / DEFAULT_CHECKPOINT
 FROM_CONFIG = "backbone."
 
@@ -33,7 +32,8 @@ FROM_CONFIG = "backbone."
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("heldout_stats", type=Path)
+    parser.add_argument("--heldout", type=Path, required=True,
+                        help="the recipe's study jobs: a folder of seed=K/result.json")
     parser.add_argument("--output", type=Path, default=TARGET)
     args = parser.parse_args()
     best = [p for p in (args.run_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
@@ -49,24 +49,30 @@ def main() -> None:
         "trained": {"run": args.run_dir.name, "checkpoint": best[0].name, "fit": full.get("fit"),
                     "split_sizes": {part: len(split[part]) for part in ("train", "val", "test")}},
     }
-    check_same_scores(full, head_only, split["test"][:4])
+    check_same_scores(full, head_only, split["train"][:4])
+    head_only["trained"]["heldout_metrics"] = heldout = recipe_heldout(args.heldout)
+    crops = config["data"]["eval_crops"]
+    head = config["model"]["net"]["head"]
+    head_only["description"] = (
+        f"{'kernel' if head == 'rbf_kernel' else 'ridge'} probe on frozen EfficientNet-Lite0 (the photo resized "
+        f"to {crops['resize']} px), fitted on {len(split['train'])} BIQ2021 photos; its recipe's held-out SRCC "
+        f"{heldout['srcc']:.3f}, PLCC {heldout['plcc']:.3f} (median of {len(heldout['splits'])} splits)"
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(head_only, args.output)
-    metrics = score(args.heldout_stats, args.output)  # measured on the file as shipped
-    head_only["trained"]["heldout_metrics"] = metrics
-    crops = config["data"]["eval_crops"]
-    head_only["description"] = (
-        f"ridge probe on frozen EfficientNet-Lite0 ({crops['count']} crop of {crops['size']} px from the photo "
-        f"resized to {crops['resize']} px), fitted on "
-        f"{full['fit']['train_images'] if 'fit' in full else len(split['train'])} BIQ2021 photos; held-out SRCC "
-        f"{metrics['srcc']:.3f}, PLCC {metrics['plcc']:.3f} on {metrics['images']} photos"
-    )
-    torch.save(head_only, args.output)
-    record = args.run_dir / "result.json"
-    if record.exists():
-        logged = json.loads(record.read_text())["metrics"]
-        print(f"the run's own test pass: SRCC {logged['test/srcc']:.4f}  PLCC {logged['test/plcc']:.4f}")
     print(f"{args.output}: {args.output.stat().st_size / 1024:.1f} KiB; {head_only['description']}")
+
+
+def recipe_heldout(jobs: Path) -> dict:
+    records = sorted(jobs.glob("seed=*/result.json"))
+    if not records:
+        raise SystemExit(f"no seed=*/result.json under {jobs}: point --heldout at the recipe's study jobs")
+    splits = {p.parent.name: json.loads(p.read_text())["metrics"] for p in records}
+    test_images = len(json.loads((records[0].parent / "split.json").read_text())["test"])
+    return {"srcc": statistics.median(m["test/srcc"] for m in splits.values()),
+            "plcc": statistics.median(m["test/plcc"] for m in splits.values()),
+            "splits": {seed: {"srcc": m["test/srcc"], "plcc": m["test/plcc"]} for seed, m in splits.items()},
+            "test_images_per_split": test_images}
 
 
 def check_same_scores(full: dict, head_only: dict, image_ids: list[str]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,9 @@ def predict_folder(cfg: DictConfig) -> Path:
     trainer = L.Trainer(accelerator=device, devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False,
                         precision=mixed_precision(device) if precision == "mixed" else precision)
+    started = time.perf_counter()
     batches = trainer.predict(FolderScorer(net, {"score": ScoreLoss()}), dataloaders=loader)
+    seconds = time.perf_counter() - started
     scores = {i: p for b in batches for i, p in zip(b["index"].tolist(), b["pred"].tolist(), strict=True)}
     failures = {i: e for b in batches for i, e in b["errors"]}
     scale = checkpoint.get("biqa_score_scale")
@@ -141,7 +144,8 @@ def predict_folder(cfg: DictConfig) -> Path:
             writer.writerow([record.image_id, "" if score is None else f"{score:.6f}",
                              "" if score is None or native is None else f"{native.denormalise(score):.6f}",
                              failures.get(i, "")])
-    print(f"scored {len(scores)} of {len(records)} images into {output} on {trainer.strategy.root_device}", flush=True)
+    print(f"scored {len(scores)} of {len(records)} images into {output} on {trainer.strategy.root_device} "
+          f"({torch.get_num_threads()} threads): {len(records) / seconds:.1f} images/s, decoding included", flush=True)
     if native is not None:
         direction = "higher is better" if native.higher_is_better else "lower is better"
         print(f"score: normalised [0, 1], higher is better; native_score: {native.name} on "

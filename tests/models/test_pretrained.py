@@ -4,6 +4,7 @@ and is what biqa-predict uses without a checkpoint."""
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -58,6 +59,8 @@ def test_predict_without_a_checkpoint_uses_the_default_and_says_so(compose_confi
     photo.filter(ImageFilter.GaussianBlur(8)).save(folder / "blurred.png")
     output = tmp_path / "scores.csv"
     predict_folder(compose_config("predict", [f"input_dir={folder}", f"output={output}", "num_workers=0"]))
-    assert "scoring with biqa's shipped default model, ridge probe" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "scoring with biqa's shipped default model, ridge probe" in printed
+    assert re.search(r"scored 2 of 2 images into .* \(\d+ threads\): \d+\.\d images/s", printed), printed
     scores = {row["image"]: float(row["score"]) for row in csv.DictReader(output.open())}
     assert scores["blurred.png"] < scores["sharp.png"]

@@ -77,6 +77,8 @@ def configuration_cases(unlabelled_manifest: Path) -> dict[str, list[str]]:
         "mfenet, feature cache": [*TINY, "model=mfenet", *AT_TEST_SIZE["mfenet"], cache, "feature_cache.views=2"],
         "bfrd, feature cache": [*TINY, "model=bfrd", *AT_TEST_SIZE["bfrd"], cache, "feature_cache.views=2"],
         "ridge_probe, feature cache": [*TINY, "model=ridge_probe", cache, "feature_cache.views=2"],
+        "ridge_probe, RBF-kernel head": [*TINY, "model=ridge_probe", "model.net.head=rbf_kernel", cache,
+                                         "feature_cache.views=2"],
         "pooled, trunk cache": [*TINY, "model=pooled", trunk, "feature_cache.views=4"],
         "lifeiqa, trunk cache": [*TINY, "model=lifeiqa", *AT_TEST_SIZE["lifeiqa"], trunk, "feature_cache.views=4",
                                  "feature_cache.until_stage=2"],

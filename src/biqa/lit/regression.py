@@ -23,6 +23,7 @@ from biqa.lit.losses import Batch, LossTerm
 from biqa.lit.optim import OptimConfig, build_optimizer, lr_factor, parameter_groups
 from biqa.metrics import QualityMetrics, fitted_plcc
 from biqa.models.base import QualityModel, QualityOutput
+from biqa.models.blocks.heads import RBFKernelHead
 
 PER_CROP_KEYS = ("score", "distortion_type", "distortion_level")
 
@@ -186,6 +187,9 @@ def load_net_weights(net: QualityModel, checkpoint: dict[str, Any], source: str)
     no key the network lacks; a mismatch names the keys and the file."""
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     from_config = tuple(checkpoint.get("weights_from_config") or ())
+    for name, module in net.named_modules():
+        if isinstance(module, RBFKernelHead):  # its buffers are as large as the fit's training set
+            module.take_stored_shapes(state, f"{name}." if name else "")
     target = net.state_dict()
     missing = sorted(k for k in set(target) - set(state) if not (from_config and k.startswith(from_config)))
     unexpected = sorted(set(state) - set(target))

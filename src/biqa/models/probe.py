@@ -1,6 +1,7 @@
-"""The linear-probe floor on real data: channel mean and standard deviation of every backbone stage of a
-frozen backbone, z-scored, and one linear layer. Its weights come from a closed-form ridge fit
-(biqa.lit.ridge.RidgeProbeRegressor), not from gradient steps; a decoder earns its parameters by beating it.
+"""The probe floor on real data: channel mean and standard deviation of every backbone stage of a frozen
+backbone, z-scored, then one linear layer (`head=linear`) or an RBF-kernel head over the training photos'
+features (`head=rbf_kernel`). Its weights come from a closed-form fit (biqa.lit.ridge.RidgeProbeRegressor:
+ridge or kernel ridge), not from gradient steps; a decoder earns its parameters by beating it.
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ from torch import nn
 
 from biqa.models.backbones import Backbone
 from biqa.models.base import QualityModel, QualityOutput
+from biqa.models.blocks.heads import RBFKernelHead
+
+HEADS = ("linear", "rbf_kernel")
 
 
 class StageStatisticsProbe(QualityModel):
     supports_cached_features = True
 
-    def __init__(self, backbone: Backbone) -> None:
+    def __init__(self, backbone: Backbone, head: str = "linear") -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"model.net.head={head} is unknown; choose one of {', '.join(HEADS)}")
         if any(p.requires_grad for p in backbone.parameters()):
             raise ValueError("the stage-statistics probe reads a frozen backbone: set model.backbone.freeze=all")
         self.backbone = backbone
@@ -24,9 +30,12 @@ class StageStatisticsProbe(QualityModel):
         # Persistent, so a checkpoint carries the training set's feature scaling with the ridge weights.
         self.register_buffer("feature_mean", torch.zeros(dim))
         self.register_buffer("feature_scale", torch.ones(dim))
-        self.head = nn.Linear(dim, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.constant_(self.head.bias, 0.5)
+        if head == "linear":
+            self.head = nn.Linear(dim, 1)
+            nn.init.zeros_(self.head.weight)
+            nn.init.constant_(self.head.bias, 0.5)
+        else:
+            self.head = RBFKernelHead(dim)
 
     def statistics(self, images: torch.Tensor | None, features: list[torch.Tensor] | None = None) -> torch.Tensor:
         """(N, 2 * sum(channels)): every stage's per-channel spatial mean, then its (population) standard

@@ -1,0 +1,170 @@
+"""The probe search behind `experiment=biq2021_best`: which frozen features and which closed-form solver,
+picked on validation SRCC only, over the three seeded splits of the BIQ2021 study.
+
+    python experiments/biq2021/search.py extract lite0_384.pt --backbone efficientnet_lite0_offline --size 384
+    python experiments/biq2021/search.py evaluate SPLITS_DIR lite0_384.pt lite0_384.pt+lite2_512.pt ...
+
+`extract` runs the probe's own feature map (biqa.models.probe.StageStatisticsProbe.statistics: every stage's
+channel mean and standard deviation) over every photo of the dataset once, on the whole photo resized to
+`--size` px (the evaluation view, as biqa-predict sees it), through biqa's datamodule and probe module. It is
+the one expensive step: one backbone pass per photo.
+
+`evaluate` reads the study's split folders (SPLITS_DIR/seed=K/split.json, e.g. a study's
+ridge_probe/biq2021) and, for each feature set (`a.pt+b.pt` concatenates the features of two passes) and
+each solver (ridge; kernel ridge with an RBF kernel), picks the hyper-parameters on the split's validation
+photos, then scores its held-out photos. It prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from biqa.config import CONFIG_DIR
+from biqa.engine import build_module
+from biqa.lit.ridge import best_solution, solve
+from biqa.metrics import correlation_metrics
+
+RIDGE_ALPHAS = [1.0, 10.0, 100.0, 1000.0, 10000.0]
+KERNEL_GAMMAS = [0.25, 0.5, 1.0, 2.0]  # times 1 / feature count
+KERNEL_ALPHAS = [0.03, 0.1, 0.3, 1.0, 3.0]
+SOLVERS = ["ridge", "kernel_ridge", "nystroem_512", "nystroem_1024", "nystroem_2048"]
+
+
+def extract(output: Path, backbone: str, size: int, root: str, extra: list[str]) -> None:
+    overrides = [
+        "model=ridge_probe", f"model/backbone={backbone}", "data=biq2021", f"data.dataset.root={root}",
+        f"data.eval_crops.size={size}", f"data.eval_crops.resize={size}", "data.eval_crops.count=1",
+        "data.image_cache=false", "data.num_workers=1", "data.eval_batch_size=16", "threads=1", *extra,
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output.parent / f"{output.stem}_run")
+        cfg.paths.root_dir = str(output.parent)
+    torch.set_num_threads(cfg.threads)
+    datamodule = instantiate(cfg.data)
+    records = datamodule.load_records().records
+    net = instantiate(cfg.model.net).eval()
+    module = build_module(cfg.model, net, instantiate(cfg.model.losses), cfg.optim, cfg)
+    loader = datamodule._loader(list(range(len(records))), datamodule.eval_spec, train=False)
+    stats, scores, rows = [], [], []
+    with torch.no_grad():
+        for step, batch in enumerate(loader):
+            batch = module.on_after_batch_transfer(batch, 0)
+            crop_stats, _ = module.crop_statistics(batch)
+            stats.append(crop_stats.float())
+            scores.append(batch["score"].double())
+            rows.append(batch["index"])
+            if step % 20 == 0:
+                print(f"batch {step}: {sum(len(s) for s in scores)} of {len(records)} photos", flush=True)
+    index = torch.cat(rows)
+    torch.save({"stats": torch.cat(stats), "score": torch.cat(scores),
+                "image_id": [records[i].image_id for i in index.tolist()],
+                "backbone": backbone, "size": size, "overrides": overrides}, output)
+    print(f"{output}: {len(index)} photos, {stats[0].shape[1]} features", flush=True)
+
+
+def nystroem_candidates(x, y, gammas, alphas, landmarks, seed=0):
+    """Kernel ridge on `landmarks` random training photos as the only anchors (subset of regressors): a
+    smaller head than biqa's kernel probe, which keeps every training photo."""
+    mean, scale = x.mean(dim=0), x.std(dim=0).clamp_min(1e-8)
+    z = (x - mean) / scale
+    d = z.shape[1]
+    anchors = z[torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))[:landmarks]]
+    sq_nm, sq_mm = torch.cdist(z, anchors).square(), torch.cdist(anchors, anchors).square()
+    coefs, labels = [], []
+    for g in gammas:
+        k_nm, k_mm = torch.exp(-g / d * sq_nm), torch.exp(-g / d * sq_mm)
+        gram, moment = k_nm.T @ k_nm, k_nm.T @ (y - y.mean())
+        for a in alphas:
+            coefs.append((g, torch.linalg.solve(gram + a * k_mm + 1e-8 * torch.eye(landmarks, dtype=z.dtype), moment)))
+            labels.append(f"gamma={g:g}/d,alpha={a:g}")
+
+    def predict(q):
+        sq_q = torch.cdist((q - mean) / scale, anchors).square()
+        return torch.stack([torch.exp(-g / d * sq_q) @ c for g, c in coefs], dim=1) + y.mean()
+    return predict, labels
+
+
+def load_features(spec: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    parts = [torch.load(path, weights_only=False) for path in spec.split("+")]
+    ids = parts[0]["image_id"]
+    for part in parts[1:]:
+        order = {image_id: row for row, image_id in enumerate(part["image_id"])}
+        part["stats"] = part["stats"][[order[i] for i in ids]]
+    return torch.cat([p["stats"] for p in parts], dim=1).double(), parts[0]["score"].double(), ids
+
+
+def pick(candidates: torch.Tensor, target: torch.Tensor) -> tuple[int, float]:
+    best = best_solution(candidates, target)
+    return best, correlation_metrics(candidates[:, best], target)["srcc"]
+
+
+def evaluate(splits_dir: Path, specs: list[str], output: Path) -> None:
+    seeds = sorted(splits_dir.glob("seed=*/split.json"))
+    if not seeds:
+        raise SystemExit(f"no seed=*/split.json under {splits_dir}: point it at a study's <variant>/<dataset>")
+    rows = []
+    for spec in specs:
+        x, y, ids = load_features(spec)
+        position = {image_id: row for row, image_id in enumerate(ids)}
+        for solver in SOLVERS:
+            per_seed = []
+            for split_file in seeds:
+                split = json.loads(split_file.read_text())
+                train, val, test = ([position[i] for i in split[part]] for part in ("train", "val", "test"))
+                if solver in ("ridge", "kernel_ridge"):  # biqa's own solvers, as the probe fits
+                    solutions, mean, scale = solve(x[train], y[train], solver == "kernel_ridge",
+                                                   RIDGE_ALPHAS if solver == "ridge" else KERNEL_ALPHAS, KERNEL_GAMMAS)
+                    labels = [",".join(f"{k}={v:g}" for k, v in s.items()) for s in solutions.settings]
+
+                    def predict(q, solutions=solutions, mean=mean, scale=scale):
+                        return solutions.predict((q - mean) / scale)
+                else:
+                    predict, labels = nystroem_candidates(x[train], y[train], KERNEL_GAMMAS, KERNEL_ALPHAS,
+                                                          int(solver.split("_")[1]))
+                best, val_srcc = pick(predict(x[val]), y[val])
+                test_metrics = correlation_metrics(predict(x[test])[:, best], y[test])
+                per_seed.append({"seed": split_file.parent.name, "choice": labels[best], "val_srcc": val_srcc,
+                                 "test_srcc": test_metrics["srcc"], "test_plcc": test_metrics["plcc"]})
+            row = {"features": spec, "solver": solver, "dim": x.shape[1], "splits": per_seed}
+            for key in ("val_srcc", "test_srcc", "test_plcc"):
+                row[f"median_{key}"] = statistics.median(s[key] for s in per_seed)
+            rows.append(row)
+            print(f"{spec:48s} {solver:14s} d={x.shape[1]:5d}  val SRCC {row['median_val_srcc']:.4f}  "
+                  f"test SRCC {row['median_test_srcc']:.4f}  PLCC {row['median_test_plcc']:.4f}  "
+                  f"({', '.join(s['choice'] for s in per_seed)})", flush=True)
+    output.write_text(json.dumps(rows, indent=1))
+    print(f"{output}: {len(rows)} rows")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    ext = sub.add_parser("extract")
+    ext.add_argument("output", type=Path)
+    ext.add_argument("--backbone", default="efficientnet_lite0_offline")
+    ext.add_argument("--size", type=int, default=384)
+    ext.add_argument("--root", default="../shared/data/biq2021")
+    ext.add_argument("--override", action="append", default=[], help="a further Hydra override")
+    ev = sub.add_parser("evaluate")
+    ev.add_argument("splits_dir", type=Path)
+    ev.add_argument("features", nargs="+")
+    ev.add_argument("--output", type=Path, default=Path("search.json"))
+    args = parser.parse_args()
+    if args.action == "extract":
+        extract(args.output, args.backbone, args.size, args.root, args.override)
+    else:
+        evaluate(args.splits_dir, args.features, args.output)
+
+
+if __name__ == "__main__":
+    main()
