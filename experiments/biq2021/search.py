@@ -2,7 +2,9 @@
 picked on validation SRCC only, over the three seeded splits of the BIQ2021 study.
 
     python experiments/biq2021/search.py extract lite0_384.pt --backbone efficientnet_lite0_offline --size 384
-    python experiments/biq2021/search.py evaluate SPLITS_DIR lite0_384.pt lite0_384.pt+lite2_512.pt ...
+    python experiments/biq2021/search.py extract lite2_384.pt --backbone efficientnet_lite2_offline --size 384
+    python experiments/biq2021/search.py evaluate SPLITS_DIR lite0_384.pt lite2_384.pt lite0_384.pt+lite2_384.pt \
+        "lite0_384.pt|lite2_384.pt" [--solvers ridge kernel_ridge nystroem_2048]
 
 `extract` runs the probe's own feature map (biqa.models.probe.StageStatisticsProbe.statistics: every stage's
 channel mean and standard deviation) over every photo of the dataset once, on the whole photo resized to
@@ -11,13 +13,22 @@ the one expensive step: one backbone pass per photo.
 
 `evaluate` reads the study's split folders (SPLITS_DIR/seed=K/split.json, e.g. a study's
 ridge_probe/biq2021) and, for each feature set (`a.pt+b.pt` concatenates the features of two passes) and
-each solver (ridge; kernel ridge with an RBF kernel), picks the hyper-parameters on the split's validation
-photos, then scores its held-out photos. It prints a table and writes JSON.
+each solver (ridge; kernel ridge with an RBF kernel; Nystroem kernel ridge), picks the hyper-parameters on the
+split's validation photos, then scores its held-out photos; `a.pt|b.pt` averages the two kernel-ridge
+predictions. It prints a table and writes JSON.
+
+`ensemble-runs` averages the predictions of models the study trained (every subset of the named variants),
+picks the subset on each split's validation predictions (`biqa-eval ckpt_path=JOB/checkpoints/BEST.ckpt
+part=val hydra.run.dir=VAL_DIR/<variant>/seed_K`) and reads its held-out figures off the jobs' test predictions:
+
+    python experiments/biq2021/search.py ensemble-runs STUDY_DIR VAL_DIR kernel_probe transformer_decoder lifeiqa
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -35,7 +46,7 @@ from biqa.metrics import correlation_metrics
 RIDGE_ALPHAS = [1.0, 10.0, 100.0, 1000.0, 10000.0]
 KERNEL_GAMMAS = [0.25, 0.5, 1.0, 2.0]  # times 1 / feature count
 KERNEL_ALPHAS = [0.03, 0.1, 0.3, 1.0, 3.0]
-SOLVERS = ["ridge", "kernel_ridge", "nystroem_512", "nystroem_1024", "nystroem_2048"]
+SOLVERS = ["ridge", "kernel_ridge"]  # and nystroem_M: M random training photos as the kernel's only anchors
 
 
 def extract(output: Path, backbone: str, size: int, root: str, extra: list[str]) -> None:
@@ -108,15 +119,18 @@ def pick(candidates: torch.Tensor, target: torch.Tensor) -> tuple[int, float]:
     return best, correlation_metrics(candidates[:, best], target)["srcc"]
 
 
-def evaluate(splits_dir: Path, specs: list[str], output: Path) -> None:
+def evaluate(splits_dir: Path, specs: list[str], output: Path, solvers: list[str] = SOLVERS) -> None:
     seeds = sorted(splits_dir.glob("seed=*/split.json"))
     if not seeds:
         raise SystemExit(f"no seed=*/split.json under {splits_dir}: point it at a study's <variant>/<dataset>")
     rows = []
     for spec in specs:
+        if "|" in spec:
+            rows.append(evaluate_ensemble(seeds, spec))
+            continue
         x, y, ids = load_features(spec)
         position = {image_id: row for row, image_id in enumerate(ids)}
-        for solver in SOLVERS:
+        for solver in solvers:
             per_seed = []
             for split_file in seeds:
                 split = json.loads(split_file.read_text())
@@ -146,6 +160,72 @@ def evaluate(splits_dir: Path, specs: list[str], output: Path) -> None:
     print(f"{output}: {len(rows)} rows")
 
 
+def evaluate_ensemble(seeds: list[Path], spec: str) -> dict:
+    """`a.pt|b.pt`: the mean of the members' kernel-ridge predictions, each member's width and penalty picked
+    on validation on its own."""
+    members = [load_features(member) for member in spec.split("|")]
+    per_seed = []
+    for split_file in seeds:
+        split = json.loads(split_file.read_text())
+        val_pred, test_pred, choices = [], [], []
+        for x, y, ids in members:
+            position = {image_id: row for row, image_id in enumerate(ids)}
+            train, val, test = ([position[i] for i in split[part]] for part in ("train", "val", "test"))
+            solutions, mean, scale = solve(x[train], y[train], True, KERNEL_ALPHAS, KERNEL_GAMMAS)
+            best, _ = pick(solutions.predict((x[val] - mean) / scale), y[val])
+            choices.append(",".join(f"{k}={v:g}" for k, v in solutions.settings[best].items()))
+            val_pred.append(solutions.predict((x[val] - mean) / scale)[:, best])
+            test_pred.append(solutions.predict((x[test] - mean) / scale)[:, best])
+            y_val, y_test = y[val], y[test]
+        val_srcc = correlation_metrics(torch.stack(val_pred).mean(0), y_val)["srcc"]
+        test_metrics = correlation_metrics(torch.stack(test_pred).mean(0), y_test)
+        per_seed.append({"seed": split_file.parent.name, "choice": choices, "val_srcc": val_srcc,
+                         "test_srcc": test_metrics["srcc"], "test_plcc": test_metrics["plcc"]})
+    row = {"features": spec, "solver": "kernel_ridge", "splits": per_seed}
+    for key in ("val_srcc", "test_srcc", "test_plcc"):
+        row[f"median_{key}"] = statistics.median(s[key] for s in per_seed)
+    print(f"{spec:48s} {'kernel mean':14s}          val SRCC {row['median_val_srcc']:.4f}  "
+          f"test SRCC {row['median_test_srcc']:.4f}  PLCC {row['median_test_plcc']:.4f}", flush=True)
+    return row
+
+
+def read_predictions(path: Path) -> dict[str, tuple[float, float]]:
+    with path.open() as handle:
+        return {row["image"]: (float(row["score"]), float(row["prediction"])) for row in csv.DictReader(handle)}
+
+
+def ensemble_runs(study_dir: Path, val_dir: Path, variants: list[str], output: Path) -> None:
+    """Equal-weight means of the study's trained models' predictions, every non-empty subset of `variants`:
+    the subset is picked on each split's validation predictions (VAL_DIR/<variant>/seed_K/, from
+    `biqa-eval part=val`), its held-out figures read off the jobs' test predictions."""
+    subsets = [c for r in range(1, len(variants) + 1) for c in itertools.combinations(variants, r)]
+    rows = {subset: [] for subset in subsets}
+    seeds = sorted(p.name for p in (study_dir / variants[0] / "biq2021").glob("seed=*"))
+    for seed in seeds:
+        val = {v: read_predictions(val_dir / v / seed.replace("=", "_") / "test_predictions.csv") for v in variants}
+        test = {v: read_predictions(study_dir / v / "biq2021" / seed / "test_predictions.csv") for v in variants}
+        for subset in subsets:
+            figures = {}
+            for part, predictions in (("val", val), ("test", test)):
+                images = sorted(predictions[subset[0]])
+                target = torch.tensor([predictions[subset[0]][i][0] for i in images])
+                mean = torch.tensor([[predictions[v][i][1] for i in images] for v in subset]).mean(dim=0)
+                figures[part] = correlation_metrics(mean, target)
+            rows[subset].append({"seed": seed, "val_srcc": figures["val"]["srcc"],
+                                 "test_srcc": figures["test"]["srcc"], "test_plcc": figures["test"]["plcc"]})
+    table = []
+    for subset, per_seed in rows.items():
+        row = {"members": list(subset), "splits": per_seed}
+        for key in ("val_srcc", "test_srcc", "test_plcc"):
+            row[f"median_{key}"] = statistics.median(s[key] for s in per_seed)
+        table.append(row)
+        print(f"{' + '.join(subset):60s} val SRCC {row['median_val_srcc']:.4f}  test SRCC "
+              f"{row['median_test_srcc']:.4f}  PLCC {row['median_test_plcc']:.4f}", flush=True)
+    picked = [max(subsets, key=lambda subset, k=k: rows[subset][k]["val_srcc"]) for k in range(len(seeds))]
+    print("picked on validation: " + ", ".join(f"{seed}: {' + '.join(p)}" for seed, p in zip(seeds, picked, strict=True)))
+    output.write_text(json.dumps({"subsets": table, "picked": [list(p) for p in picked]}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
@@ -159,11 +239,19 @@ def main() -> None:
     ev.add_argument("splits_dir", type=Path)
     ev.add_argument("features", nargs="+")
     ev.add_argument("--output", type=Path, default=Path("search.json"))
+    ev.add_argument("--solvers", nargs="+", default=SOLVERS, help="ridge, kernel_ridge, nystroem_M")
+    runs = sub.add_parser("ensemble-runs")
+    runs.add_argument("study_dir", type=Path)
+    runs.add_argument("val_dir", type=Path)
+    runs.add_argument("variants", nargs="+")
+    runs.add_argument("--output", type=Path, default=Path("ensembles.json"))
     args = parser.parse_args()
-    if args.action == "extract":
+    if args.action == "ensemble-runs":
+        ensemble_runs(args.study_dir, args.val_dir, args.variants, args.output)
+    elif args.action == "extract":
         extract(args.output, args.backbone, args.size, args.root, args.override)
     else:
-        evaluate(args.splits_dir, args.features, args.output)
+        evaluate(args.splits_dir, args.features, args.output, args.solvers)
 
 
 if __name__ == "__main__":

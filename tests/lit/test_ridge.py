@@ -9,7 +9,7 @@ import torch
 from tests.conftest import TINY
 
 from biqa.engine import evaluate, train
-from biqa.lit.ridge import RidgeProbeRegressor, install, solve
+from biqa.lit.ridge import RidgeProbeRegressor, solve
 from biqa.models.backbones import Backbone
 from biqa.models.blocks.heads import RBFKernelHead
 from biqa.models.probe import StageStatisticsProbe
@@ -26,7 +26,7 @@ def test_the_solution_is_ridge_regression_on_scaled_statistics():
     true_weights = torch.tensor([0.5, -1.0, 0.0, 2.0, 0.0, 1.0], dtype=torch.float64)
     y = ((x - x.mean(0)) / x.std(0)) @ true_weights + 0.4
     module._train = [(x, y)]
-    solutions, mean, scale = module._solve()
+    ((solutions, mean, scale),) = module._solve()
     torch.testing.assert_close(solutions.weights[:, 0], true_weights, atol=1e-3, rtol=0)
     assert solutions.weights[:, 1].abs().sum() < 0.5 * true_weights.abs().sum()   # a large penalty shrinks
     assert solutions.intercept == pytest.approx(0.4)
@@ -49,17 +49,14 @@ def test_kernel_ridge_solves_the_regularized_system_and_the_head_reproduces_it()
     # A non-linear target: the least-penalized kernel fit follows it far closer than the mean does.
     assert (fitted[:, 0] - y).square().mean() < 0.1 * (y - y.mean()).square().mean()
 
-    probe = StageStatisticsProbe(Backbone("test_efficientnet", out_indices=(0, 1, 2, 3, 4), freeze="all"),
-                                 head="rbf_kernel")
-    probe.feature_mean, probe.feature_scale = torch.zeros(5), torch.ones(5)   # a 5-feature stand-in
-    probe.head = RBFKernelHead(5)
-    install(probe, solutions, 3, mean, scale)
+    head = RBFKernelHead(5)
+    solutions.install(head, 3)
     with torch.no_grad():
-        head_scores = probe.head(probe.standardized(x.float())).squeeze(-1)
+        head_scores = head(((x - mean) / scale).float()).squeeze(-1)
     torch.testing.assert_close(head_scores.double(), fitted[:, 3], atol=1e-4, rtol=0)
 
     reloaded = RBFKernelHead(5)   # empty anchors: a checkpoint's shapes are taken on loading
-    reloaded.load_state_dict(probe.head.state_dict())
+    reloaded.load_state_dict(head.state_dict())
     assert reloaded.anchors.shape == (120, 5) and reloaded.anchors.dtype == torch.float16
 
 
@@ -96,5 +93,21 @@ def test_the_kernel_probe_picks_a_width_and_penalty_and_its_checkpoint_reevaluat
     state = torch.load(record["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
     assert state["net.head.anchors"].shape[0] == state["net.head.dual_weights"].shape[0] > 0
 
+    eval_cfg = compose_config("eval", [f"ckpt_path={record['checkpoint']}", "trainer.enable_progress_bar=false"])
+    assert evaluate(eval_cfg)["test/srcc"] == pytest.approx(metrics["test/srcc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_backbones_with_a_kernel_head_each_fit_apart_and_reevaluate(compose_config):
+    extra = "{_target_: biqa.models.backbones.Backbone, name: test_resnet, freeze: all}"
+    cfg = compose_config("train", [*PROBE, "model.net.head=rbf_kernel", f"model.net.extra_backbones=[{extra}]",
+                                   "model.net.combine=mean", "model.module.alphas=[1.0,10.0]",
+                                   "model.module.gammas=[0.25,1.0]"])
+    metrics = train(cfg)
+    record = json.loads((Path(cfg.paths.output_dir) / "result.json").read_text())
+    assert {"val/ridge_gamma", "val/ridge_alpha", "val/ridge_gamma_1", "val/ridge_alpha_1"} <= set(record["metrics"])
+    state = torch.load(record["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    assert state["net.head.anchors"].shape[1] + state["net.extra_heads.0.anchors"].shape[1] == \
+        state["net.feature_mean"].shape[0]
     eval_cfg = compose_config("eval", [f"ckpt_path={record['checkpoint']}", "trainer.enable_progress_bar=false"])
     assert evaluate(eval_cfg)["test/srcc"] == pytest.approx(metrics["test/srcc"], abs=1e-6)

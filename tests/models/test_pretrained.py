@@ -16,14 +16,18 @@ from biqa.lit.regression import net_from_checkpoint, read_checkpoint
 from biqa.models.pretrained import default_checkpoint
 
 
-def test_the_default_ships_head_only_and_small():
+def test_the_default_ships_head_only_fitted_on_every_photo():
     path = default_checkpoint()
-    assert path.stat().st_size < 200_000
+    assert path.stat().st_size < 24 * 2**20   # the kernel heads' anchors: float16 statistics of 5,000 photos
     checkpoint = read_checkpoint(path)
-    assert checkpoint["weights_from_config"] == ["backbone."]
-    assert not any(k.startswith("net.backbone.") for k in checkpoint["state_dict"])
-    assert checkpoint["biqa_config"]["model"]["net"]["backbone"]["weights"] == "package"
-    assert checkpoint["trained"]["split_sizes"] == {"train": 3400, "val": 600, "test": 1000}
+    assert checkpoint["weights_from_config"] == ["backbone.", "extra_backbones."]
+    assert not any(".backbone." in k or "extra_backbones" in k for k in checkpoint["state_dict"])
+    net_config = checkpoint["biqa_config"]["model"]["net"]
+    assert net_config["backbone"]["weights"] == "package"
+    assert all(extra["weights"] == "package" for extra in net_config["extra_backbones"])
+    assert checkpoint["trained"]["recipe"] == "experiment=biq2021_best"
+    assert checkpoint["trained"]["split_sizes"] == {"train": 5000, "val": 0, "test": 0}
+    assert checkpoint["state_dict"]["net.head.anchors"].shape[0] == 5000
     assert "BIQ2021" in checkpoint["description"] and checkpoint["trained"]["heldout_metrics"]["srcc"] > 0.5
 
 
@@ -34,10 +38,10 @@ def test_the_default_ranks_degraded_photos_below_the_originals():
     photos = [Image.fromarray(skimage_data.astronaut()), Image.fromarray(skimage_data.chelsea()).resize((512, 384))]
     originals, degraded = [], []
     for photo in photos:
-        # As the default scores: a 224 px crop of the photo resized to 384 px on its short side.
-        photo = photo.resize((round(photo.width * 384 / photo.height), 384)).crop((80, 80, 304, 304))
+        # As the default scores: the whole photo at 384 px.
+        photo = photo.resize((384, 384))
         blurred = photo.filter(ImageFilter.GaussianBlur(4))
-        noisy = Image.fromarray(np.clip(np.asarray(photo) + np.random.default_rng(0).normal(0, 40, (224, 224, 3)),
+        noisy = Image.fromarray(np.clip(np.asarray(photo) + np.random.default_rng(0).normal(0, 40, (384, 384, 3)),
                                         0, 255).astype(np.uint8))
         originals.append(photo)
         degraded += [blurred, noisy]
@@ -60,7 +64,7 @@ def test_predict_without_a_checkpoint_uses_the_default_and_says_so(compose_confi
     output = tmp_path / "scores.csv"
     predict_folder(compose_config("predict", [f"input_dir={folder}", f"output={output}", "num_workers=0"]))
     printed = capsys.readouterr().out
-    assert "scoring with biqa's shipped default model, ridge probe" in printed
+    assert "scoring with biqa's shipped default model, kernel probe" in printed
     assert re.search(r"scored 2 of 2 images into .* \(\d+ threads\): \d+\.\d images/s", printed), printed
     scores = {row["image"]: float(row["score"]) for row in csv.DictReader(output.open())}
     assert scores["blurred.png"] < scores["sharp.png"]

@@ -1,8 +1,9 @@
 """Closed-form training for probes (biqa.models.probe): one pass over the training crops collects the
 features, then ridge regression (a linear head) or kernel ridge regression (an RBF-kernel head) is solved for
 every penalty in `alphas` (and, for the kernel, every width in `gammas`), and the validation part picks the
-solution with the best SRCC, as it picks a decoder's checkpoint. Evaluation, metrics, predictions and
-checkpoints are the regression module's, so a probe is a row of any study like a decoder.
+solution with the best SRCC, as it picks a decoder's checkpoint. A probe with a head per backbone
+(model.net.combine=mean) fits and picks each head on its own statistics, as if alone. Evaluation, metrics,
+predictions and checkpoints are the regression module's, so a probe is a row of any study like a decoder.
 Under DDP every rank collects its shard's features and statistics; all ranks solve on all of them, gathered.
 """
 
@@ -72,6 +73,10 @@ class KernelRidgeSolutions:
         head.set_solution(self.anchors, dual, gamma, self.intercept)
 
 
+Fit = tuple[RidgeSolutions | KernelRidgeSolutions, torch.Tensor, torch.Tensor]
+"""A head's candidate solutions, with the mean and scale that z-score its features."""
+
+
 class RidgeProbeRegressor(QualityRegressor):
     uses_optimizer = False
 
@@ -95,8 +100,8 @@ class RidgeProbeRegressor(QualityRegressor):
         self.alphas = [float(a) for a in alphas]
         self.gammas = [float(g) for g in gammas]
         self._train: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._candidates: tuple[RidgeSolutions | KernelRidgeSolutions, torch.Tensor, torch.Tensor] | None = None
-        self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._candidates: list[Fit] | None = None
+        self._val: list[tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]] = []
 
     def configure_optimizers(self):
         return None
@@ -117,11 +122,12 @@ class RidgeProbeRegressor(QualityRegressor):
             self._train = []
         self._val = []
 
-    def _solve(self) -> tuple[RidgeSolutions | KernelRidgeSolutions, torch.Tensor, torch.Tensor]:
-        """Every candidate solution on the z-scored training features, with the features' mean and scale."""
+    def _solve(self) -> list[Fit]:
+        """Every candidate solution of every head, on its z-scored slice of the training features."""
         x = self._gathered(torch.cat([s for s, _ in self._train]))
         y = self._gathered(torch.cat([t for _, t in self._train]))
-        return solve(x, y, isinstance(self.net.head, RBFKernelHead), self.alphas, self.gammas)
+        kernel = isinstance(self.net.head, RBFKernelHead)
+        return [solve(x[:, part], y, kernel, self.alphas, self.gammas) for _, part in self.net.heads()]
 
     def _gathered(self, rows: torch.Tensor) -> torch.Tensor:
         """Every rank's rows, in rank order (the distributed sampler gives every rank as many)."""
@@ -132,31 +138,34 @@ class RidgeProbeRegressor(QualityRegressor):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if self._candidates is None:  # the sanity check before any fit
             return
-        solutions, mean, scale = self._candidates
         stats, k = self.crop_statistics(batch)
-        per_crop = solutions.predict((stats - mean.to(stats.device)) / scale.to(stats.device))
-        per_image = per_crop.view(batch["score"].shape[0], k, -1).mean(dim=1)
-        self._val.append((per_image.cpu(), batch["score"].cpu(), batch["index"].cpu()))
+        per_head = []
+        for (_, part), (solutions, mean, scale) in zip(self.net.heads(), self._candidates, strict=True):
+            per_crop = solutions.predict((stats[:, part] - mean.to(stats.device)) / scale.to(stats.device))
+            per_head.append(per_crop.view(batch["score"].shape[0], k, -1).mean(dim=1).cpu())
+        self._val.append((per_head, batch["score"].cpu(), batch["index"].cpu()))
 
     def on_validation_epoch_end(self) -> None:
         if self._candidates is None or not self._val:
             return
-        preds = self._gathered(torch.cat([p for p, _, _ in self._val]))
         target = self._gathered(torch.cat([t for _, t, _ in self._val]))
         index = self._gathered(torch.cat([i for _, _, i in self._val]))
-        solutions, mean, scale = self._candidates
-        best = best_solution(preds, target)
-        install(self.net, solutions, best, mean, scale)
-        for name, value in solutions.settings[best].items():
-            self.log(f"val/ridge_{name}", value)
-        self.metrics["val"].update(preds[:, best].to(self.device), target.to(self.device), index.to(self.device))
+        picked = []
+        for h, fit in enumerate(self._candidates):  # each head picks its own solution, as if alone
+            preds = self._gathered(torch.cat([p[h] for p, _, _ in self._val]))
+            best = best_solution(preds, target)
+            picked.append(preds[:, best])
+            install(self.net, h, fit, best)
+            for name, value in fit[0].settings[best].items():
+                self.log(f"val/ridge_{name}" + (f"_{h}" if h else ""), value)
+        combined = torch.stack(picked).mean(dim=0)
+        self.metrics["val"].update(combined.to(self.device), target.to(self.device), index.to(self.device))
         self._log_metrics("val")
         # One pass gives the whole fit; more epochs would collect the same crops again.
         self.trainer.should_stop = True
 
 
-def solve(x: torch.Tensor, y: torch.Tensor, kernel: bool, alphas: Sequence[float], gammas: Sequence[float],
-          ) -> tuple[RidgeSolutions | KernelRidgeSolutions, torch.Tensor, torch.Tensor]:
+def solve(x: torch.Tensor, y: torch.Tensor, kernel: bool, alphas: Sequence[float], gammas: Sequence[float]) -> Fit:
     """Candidate solutions for features x (N, d) and scores y (N,): z-scored with the returned mean and scale."""
     mean, scale = x.mean(dim=0), x.std(dim=0).clamp_min(1e-8)
     z = (x - mean) / scale
@@ -170,10 +179,11 @@ def best_solution(predictions: torch.Tensor, target: torch.Tensor) -> int:
     return max(range(len(srcc)), key=srcc.__getitem__)
 
 
-def install(net: StageStatisticsProbe, solutions: RidgeSolutions | KernelRidgeSolutions, index: int,
-            mean: torch.Tensor, scale: torch.Tensor) -> None:
-    """Sets the probe's head and feature scaling to one candidate solution."""
+def install(net: StageStatisticsProbe, head_index: int, fit: Fit, index: int) -> None:
+    """Sets one of the probe's heads, and the feature scaling of the statistics it reads, to one candidate."""
+    head, part = net.heads()[head_index]
+    solutions, mean, scale = fit
     with torch.no_grad():
-        solutions.install(net.head, index)
-        net.feature_mean.copy_(mean.float())
-        net.feature_scale.copy_(scale.float())
+        solutions.install(head, index)
+        net.feature_mean[part] = mean.float()
+        net.feature_scale[part] = scale.float()
