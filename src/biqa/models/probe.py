@@ -6,6 +6,7 @@ ridge or kernel ridge), not from gradient steps; a decoder earns its parameters 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -43,7 +44,7 @@ class StageStatisticsProbe(QualityModel):
         self.extra_backbones = nn.ModuleList(extra_backbones)
         self.supports_cached_features = not extra_backbones
         dims = [2 * sum(b.channels) for b in [backbone, *extra_backbones]]
-        bounds = torch.tensor([0, *dims]).cumsum(0).tolist()
+        bounds = [0, *itertools.accumulate(dims)]
         self.head_slices = ([slice(0, bounds[-1])] if combine == "concat" else
                             [slice(start, end) for start, end in zip(bounds[:-1], bounds[1:], strict=True)])
         # Persistent, so a checkpoint carries the training set's feature scaling with the ridge weights.
