@@ -119,6 +119,18 @@ def pick(candidates: torch.Tensor, target: torch.Tensor) -> tuple[int, float]:
     return best, correlation_metrics(candidates[:, best], target)["srcc"]
 
 
+def label(setting: dict[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in setting.items())
+
+
+def with_medians(row: dict, per_seed: list[dict]) -> dict:
+    """The row with its splits and their medians of validation SRCC, test SRCC and test PLCC."""
+    row["splits"] = per_seed
+    for key in ("val_srcc", "test_srcc", "test_plcc"):
+        row[f"median_{key}"] = statistics.median(s[key] for s in per_seed)
+    return row
+
+
 def evaluate(splits_dir: Path, specs: list[str], output: Path, solvers: list[str] = SOLVERS) -> None:
     seeds = sorted(splits_dir.glob("seed=*/split.json"))
     if not seeds:
@@ -138,7 +150,7 @@ def evaluate(splits_dir: Path, specs: list[str], output: Path, solvers: list[str
                 if solver in ("ridge", "kernel_ridge"):  # biqa's own solvers, as the probe fits
                     solutions, mean, scale = solve(x[train], y[train], solver == "kernel_ridge",
                                                    RIDGE_ALPHAS if solver == "ridge" else KERNEL_ALPHAS, KERNEL_GAMMAS)
-                    labels = [",".join(f"{k}={v:g}" for k, v in s.items()) for s in solutions.settings]
+                    labels = [label(setting) for setting in solutions.settings]
 
                     def predict(q, solutions=solutions, mean=mean, scale=scale):
                         return solutions.predict((q - mean) / scale)
@@ -149,9 +161,7 @@ def evaluate(splits_dir: Path, specs: list[str], output: Path, solvers: list[str
                 test_metrics = correlation_metrics(predict(x[test])[:, best], y[test])
                 per_seed.append({"seed": split_file.parent.name, "choice": labels[best], "val_srcc": val_srcc,
                                  "test_srcc": test_metrics["srcc"], "test_plcc": test_metrics["plcc"]})
-            row = {"features": spec, "solver": solver, "dim": x.shape[1], "splits": per_seed}
-            for key in ("val_srcc", "test_srcc", "test_plcc"):
-                row[f"median_{key}"] = statistics.median(s[key] for s in per_seed)
+            row = with_medians({"features": spec, "solver": solver, "dim": x.shape[1]}, per_seed)
             rows.append(row)
             print(f"{spec:48s} {solver:14s} d={x.shape[1]:5d}  val SRCC {row['median_val_srcc']:.4f}  "
                   f"test SRCC {row['median_test_srcc']:.4f}  PLCC {row['median_test_plcc']:.4f}  "
@@ -172,18 +182,17 @@ def evaluate_ensemble(seeds: list[Path], spec: str) -> dict:
             position = {image_id: row for row, image_id in enumerate(ids)}
             train, val, test = ([position[i] for i in split[part]] for part in ("train", "val", "test"))
             solutions, mean, scale = solve(x[train], y[train], True, KERNEL_ALPHAS, KERNEL_GAMMAS)
-            best, _ = pick(solutions.predict((x[val] - mean) / scale), y[val])
-            choices.append(",".join(f"{k}={v:g}" for k, v in solutions.settings[best].items()))
-            val_pred.append(solutions.predict((x[val] - mean) / scale)[:, best])
+            candidates = solutions.predict((x[val] - mean) / scale)
+            best, _ = pick(candidates, y[val])
+            choices.append(label(solutions.settings[best]))
+            val_pred.append(candidates[:, best])
             test_pred.append(solutions.predict((x[test] - mean) / scale)[:, best])
             y_val, y_test = y[val], y[test]
         val_srcc = correlation_metrics(torch.stack(val_pred).mean(0), y_val)["srcc"]
         test_metrics = correlation_metrics(torch.stack(test_pred).mean(0), y_test)
         per_seed.append({"seed": split_file.parent.name, "choice": choices, "val_srcc": val_srcc,
                          "test_srcc": test_metrics["srcc"], "test_plcc": test_metrics["plcc"]})
-    row = {"features": spec, "solver": "kernel_ridge", "splits": per_seed}
-    for key in ("val_srcc", "test_srcc", "test_plcc"):
-        row[f"median_{key}"] = statistics.median(s[key] for s in per_seed)
+    row = with_medians({"features": spec, "solver": "kernel_ridge"}, per_seed)
     print(f"{spec:48s} {'kernel mean':14s}          val SRCC {row['median_val_srcc']:.4f}  "
           f"test SRCC {row['median_test_srcc']:.4f}  PLCC {row['median_test_plcc']:.4f}", flush=True)
     return row
@@ -215,9 +224,7 @@ def ensemble_runs(study_dir: Path, val_dir: Path, variants: list[str], output: P
                                  "test_srcc": figures["test"]["srcc"], "test_plcc": figures["test"]["plcc"]})
     table = []
     for subset, per_seed in rows.items():
-        row = {"members": list(subset), "splits": per_seed}
-        for key in ("val_srcc", "test_srcc", "test_plcc"):
-            row[f"median_{key}"] = statistics.median(s[key] for s in per_seed)
+        row = with_medians({"members": list(subset)}, per_seed)
         table.append(row)
         print(f"{' + '.join(subset):60s} val SRCC {row['median_val_srcc']:.4f}  test SRCC "
               f"{row['median_test_srcc']:.4f}  PLCC {row['median_test_plcc']:.4f}", flush=True)

@@ -84,25 +84,23 @@ def main() -> None:
     records = datamodule.load_records().records
     rows = list(range(0, len(records), len(records) // CHECKED_PHOTOS))[:CHECKED_PHOTOS]
     expected = torch.tensor([fitted[records[i].image_id] for i in rows])
-    ids = list(fitted)
     # The recipe's training view is its evaluation view (the whole photo, unflipped): scored as predicted.
     check("the recipe's model on the photos", score(cfg, net, datamodule, rows), expected)
 
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
     head_only = {
-        "state_dict": {k: v for k, v in state.items() if not k.removeprefix("net.").startswith(tuple(FROM_CONFIG))},
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items() if not k.startswith(tuple(FROM_CONFIG))},
         "weights_from_config": FROM_CONFIG,
         "biqa_config": OmegaConf.to_container(cfg, resolve=True),
-        "trained": {"recipe": f"experiment={args.experiment}", "photos": len(ids), "features": args.features,
+        "trained": {"recipe": f"experiment={args.experiment}", "photos": len(fitted), "features": args.features,
                     "picked_on_validation": picks,
-                    "split_sizes": {"train": len(ids), "val": 0, "test": 0},
+                    "split_sizes": {"train": len(fitted), "val": 0, "test": 0},
                     "heldout_metrics": {"srcc": row["median_test_srcc"], "plcc": row["median_test_plcc"],
                                         "splits": row["splits"], "of": "the recipe over the study's splits"}},
     }
     backbones = " + ".join(b["name"] for b in [cfg.model.backbone, *cfg.model.net.extra_backbones])
     head_only["description"] = (
         f"kernel probe on frozen {backbones} (whole photo resized to {cfg.data.eval_crops.resize} px), fitted on "
-        f"{len(ids)} BIQ2021 photos; its recipe's held-out SRCC {row['median_test_srcc']:.3f}, "
+        f"{len(fitted)} BIQ2021 photos; its recipe's held-out SRCC {row['median_test_srcc']:.3f}, "
         f"PLCC {row['median_test_plcc']:.3f} (median of {len(row['splits'])} splits)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(head_only, args.output)

@@ -1,7 +1,8 @@
 """The probe floor on real data: channel mean and standard deviation of every backbone stage of a frozen
-backbone (and of any `extra_backbones`, on the same crops), z-scored, then one linear layer (`head=linear`) or an RBF-kernel head over the training photos'
-features (`head=rbf_kernel`). Its weights come from a closed-form fit (biqa.lit.ridge.RidgeProbeRegressor:
-ridge or kernel ridge), not from gradient steps; a decoder earns its parameters by beating it.
+backbone (and of any `extra_backbones`, on the same crops), z-scored, then one linear layer (`head=linear`)
+or an RBF-kernel head over the training photos' features (`head=rbf_kernel`). Its weights come from a
+closed-form fit (biqa.lit.ridge.RidgeProbeRegressor: ridge or kernel ridge), not from gradient steps; a
+decoder earns its parameters by beating it.
 """
 
 from __future__ import annotations
