@@ -123,3 +123,11 @@ def test_slurm_config_has_one_task_per_device(tmp_path, extra, error):
     assert launcher.tasks_per_node == launcher.gpus_per_node
     assert {"partition", "timeout_min", "array_parallelism", "cpus_per_task", "setup"} <= set(launcher)
 
+
+
+@pytest.mark.parametrize("override, flag", [("hydra.sweeper.action=dry_run", "--dry-run"),
+                                            ("hydra.sweeper.wait=false", "--no-wait")])
+def test_sweeper_settings_that_its_flags_own_are_refused_with_the_flag(override, flag, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["study=smoke", override])
+    assert stop.value.code == 2 and flag in capsys.readouterr().err

@@ -45,6 +45,18 @@ def test_command_overrides_beat_the_study_and_the_variant_beats_common():
     assert last_wins(["x=1", "y=2", "x=3"]) == ("y=2", "x=3")
 
 
+def test_a_variant_drops_a_common_override_with_tilde_and_other_deletes_reach_hydra():
+    study = spec(common=["+feature_cache=frozen_trunk", "feature_cache.until_stage=3", "trainer.max_epochs=2"],
+                 variants={"cached": ["model=pooled"], "live": ["model=dgiqa", "~feature_cache.until_stage",
+                                                                "~feature_cache", "~callbacks.progress_bar"]},
+                 reference="cached", seeds=[0])
+    cached, live = expand(study)
+    assert cached.overrides == ("+feature_cache=frozen_trunk", "feature_cache.until_stage=3", "trainer.max_epochs=2",
+                                "model=pooled", "data=synthetic", "seed=0")
+    assert live.overrides == ("trainer.max_epochs=2", "model=dgiqa", "~callbacks.progress_bar", "data=synthetic",
+                              "seed=0")
+
+
 def test_unkeyed_overrides_do_not_change_the_fingerprint():
     (plain,) = expand(spec(seeds=[0], variants={"a": []}))
     (logged,) = expand(spec(seeds=[0], variants={"a": []}), unkeyed=["logger=wandb"])

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 from biqa.cli.train import main as train_main
 
+SWEEPER_FLAGS = {"hydra.sweeper.action": "--dry-run or --status (biqa-report writes the report)",
+                 "hydra.sweeper.report": "--no-report", "hydra.sweeper.wait": "--no-wait"}
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(description=description)
@@ -41,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="submit the jobs (hydra/launcher=slurm) and return; --status follows them")
     arguments.add_argument("--status", action="store_true", help="each job's status, with its Slurm state")
     args = arguments.parse_args(argv)
+    for override in args.overrides:
+        flag = SWEEPER_FLAGS.get(override.split("=")[0].lstrip("+"))
+        if flag:
+            # The flags' own override comes last and would silently win over this one.
+            arguments.error(f"'{override}': biqa-sweep sets this itself; use {flag}")
     action = "dry_run" if args.dry_run else "status" if args.status else "run"
     extra = [f"hydra.sweeper.action={action}"]
     if args.no_report:

@@ -34,7 +34,15 @@ from biqa.study.job import request_stop
 from biqa.study.records import Status, job_status, set_aside
 from biqa.study.report import ReportFiles, write_report
 from biqa.study.slurm import check_cluster_fits, status_lines, submit, with_slurm_states
-from biqa.study.spec import Job, StudySpec, cross_dataset_jobs, expand, last_wins, split_overrides
+from biqa.study.spec import (
+    Job,
+    StudySpec,
+    cross_dataset_jobs,
+    expand,
+    last_wins,
+    split_overrides,
+    with_variant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +99,7 @@ def prepare(study_node: DictConfig, overrides: Sequence[str], compose_job: Compo
     # The command's overrides may address nodes that only the study's own overrides create
     # (e.g. feature_cache.dir after +feature_cache=...): compose them as the first variant's jobs will.
     first_variant = next(iter(spec.variants.values()))
-    probe = compose_job(list(last_wins([*spec.common, *first_variant, *overrides])))
+    probe = compose_job(list(last_wins([*with_variant(spec.common, first_variant), *overrides])))
     exclude_keys = list(probe.hydra.job.config.override_dirname.exclude_keys)
     task, keyed, _ = split_overrides(overrides, exclude_keys)
     study_id = f"{spec.name}-{run_name(','.join(sorted(keyed)))}" if keyed else spec.name

@@ -132,8 +132,8 @@ def expand(spec: StudySpec, base_overrides: Sequence[str] = (), unkeyed: Sequenc
         spec.datasets, spec.variants, spec.grid_points(), spec.seeds
     ):
         grid_overrides = [f"{k}={v}" for k, v in point]
-        overrides = last_wins([*spec.common, *spec.variants[variant], *base_overrides, f"data={dataset}",
-                               f"seed={seed}", *grid_overrides])
+        overrides = last_wins([*with_variant(spec.common, spec.variants[variant]), *base_overrides,
+                               f"data={dataset}", f"seed={seed}", *grid_overrides])
         parts = [variant, dataset] + ([run_name(",".join(grid_overrides))] if point else []) + [f"seed={seed}"]
         jobs.append(Job(name="/".join(parts), variant=variant, dataset=dataset, seed=seed, grid=point,
                         overrides=tuple(overrides), unkeyed=tuple(unkeyed)))
@@ -156,6 +156,20 @@ def cross_dataset_jobs(spec: StudySpec, trained: Mapping[Job, str]) -> list[Job]
                             seed=job.seed, grid=job.grid, overrides=overrides, kind="cross_eval",
                             test_dataset=test_dataset, unkeyed=job.unkeyed))
     return jobs
+
+
+def with_variant(common: Sequence[str], variant: Sequence[str]) -> list[str]:
+    """The study's common overrides, then the variant's. A variant's `~KEY` of a KEY that the common list sets
+    drops that common override instead of reaching Hydra: for a variant the shared settings do not fit (a
+    model the feature cache cannot serve); any other `~KEY` stays Hydra's delete."""
+    parser = OverridesParser.create()
+    common_keys = [o.key_or_group for o in parser.parse_overrides(list(common))]
+    dropped = {o.key_or_group for o in parser.parse_overrides(list(variant))
+               if o.is_delete() and o.key_or_group in common_keys}
+    kept_common = [o for o, key in zip(common, common_keys, strict=True) if key not in dropped]
+    kept_variant = [o for o, parsed in zip(variant, parser.parse_overrides(list(variant)), strict=True)
+                    if not (parsed.is_delete() and parsed.key_or_group in dropped)]
+    return [*kept_common, *kept_variant]
 
 
 def last_wins(overrides: Sequence[str]) -> tuple[str, ...]:
