@@ -15,7 +15,7 @@ SRCC = {"ref": [0.80, 0.90, 0.70], "better": [0.85, 0.95, 0.91], "half": [0.50, 
 
 def write_record(folder: Path, job, srcc: float, parameters: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"metrics": {"test/srcc": srcc, "test/plcc": srcc + 0.01},
+    record = {"metrics": {"test/srcc": srcc, "test/plcc": srcc + 0.01, "val/srcc_best": srcc - 0.02},
               "parameters": {"total": parameters, "decoder": parameters // 10},
               "config": {"study_job": {"fingerprint": job.fingerprint}}}
     (folder / "result.json").write_text(json.dumps(record))
@@ -47,10 +47,11 @@ def test_summary_has_medians_means_stds_deltas_and_split_counts(study):
     assert summary.loc["ref", "delta_srcc"] == pytest.approx(0.0)
     assert summary.loc["half", "finished_splits"] == 1 and summary.loc["half", "splits"] == "1/3"
     assert math.isnan(summary.loc["half", "srcc_std"])
+    assert summary.loc["better", "val_srcc_median"] == pytest.approx(0.89)  # picked on, shown beside the test
     assert summary.loc["better", "parameters"] == 2_006_000 and summary.loc["better", "decoder_parameters"] == 200_600
     markdown = files.markdown.read_text()
     assert "| synthetic | **ref** (ref) | 0.8000 |" in markdown
-    assert "+0.1100" in markdown and "0.8000 +/- 0.1000" in markdown and "2.01M" in markdown
+    assert "| +0.1100 | 0.8900 | 3/3 |" in markdown and "0.8000 +/- 0.1000" in markdown and "2.01M" in markdown
     assert files.plot.exists() and files.plot.stat().st_size > 1000
     runs = pd.read_csv(files.runs_csv)
     assert len(runs) == 9 and (runs["status"] == "missing").sum() == 2

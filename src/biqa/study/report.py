@@ -62,6 +62,8 @@ def collect_runs(study_dir: Path, jobs: Sequence[Job]) -> pd.DataFrame:
             "seed": job.seed,
             "status": status.value,
             **{name: metrics.get(f"test/{name}", np.nan) for name in METRICS},
+            # What the checkpoint (or a probe's penalty) was picked on: a recipe is chosen on this, never on test.
+            "val_srcc": metrics.get("val/srcc_best", metrics.get("val/srcc", np.nan)),
             "parameters": parameters.get("total", np.nan), "decoder_parameters": parameters.get("decoder", np.nan),
             "folder": str(folder),
         })
@@ -87,6 +89,7 @@ def summarise(runs: pd.DataFrame, order: Sequence[str], reference: str | None, s
                 entry[f"{metric}_median"] = float(np.median(values)) if values.size else math.nan
                 entry[f"{metric}_mean"] = float(values.mean()) if values.size else math.nan
                 entry[f"{metric}_std"] = float(values.std(ddof=1)) if values.size > 1 else math.nan
+            entry["val_srcc_median"] = _count(done["val_srcc"])
             entry["parameters"] = _count(done["parameters"])
             entry["decoder_parameters"] = _count(done["decoder_parameters"])
             table.append(entry)
@@ -119,15 +122,15 @@ def cross_dataset_matrix(runs: pd.DataFrame, metric: str = "srcc") -> pd.DataFra
 
 def to_markdown(summary: pd.DataFrame, reference: str | None) -> str:
     header = ("| dataset | variant | SRCC (median) | PLCC (median) | SRCC mean +/- std | PLCC mean +/- std | "
-              "dSRCC | dPLCC | splits | params | decoder params | published SRCC / PLCC |")
-    lines = [header, "|" + "---|" * 12]
+              "dSRCC | dPLCC | val SRCC (median) | splits | params | decoder params | published SRCC / PLCC |")
+    lines = [header, "|" + "---|" * 13]
     for _, entry in summary.iterrows():
         name = f"**{entry['variant']}** (ref)" if entry["variant"] == reference else entry["variant"]
         lines.append("| " + " | ".join([
             entry["dataset"], name, _num(entry["srcc_median"]), _num(entry["plcc_median"]),
             _mean_std(entry["srcc_mean"], entry["srcc_std"]), _mean_std(entry["plcc_mean"], entry["plcc_std"]),
             _num(entry["delta_srcc"], signed=True) + (" *" if bool(entry.get("ci_excludes_zero", False)) else ""),
-            _num(entry["delta_plcc"], signed=True), entry["splits"],
+            _num(entry["delta_plcc"], signed=True), _num(entry["val_srcc_median"]), entry["splits"],
             _millions(entry["parameters"]), _millions(entry["decoder_parameters"]),
             f"{_num(entry['published_srcc'])} / {_num(entry['published_plcc'])}"
             if not math.isnan(entry["published_srcc"]) else "-",
