@@ -107,7 +107,7 @@ def run_model(model: str, precision: str, args, rank: int, world: int, device: t
     return {"model": model, "backbone": backbone_of(model, args), "size": size, "threads": torch.get_num_threads(),
             "precision": precision, "processes": world, "batch_per_process": args.batch_size,
             "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
-            "images_per_s": round(world * args.batch_size / seconds, 1), "loss": round(float(loss), 4)}
+            "images_per_s": round(world * args.batch_size / seconds, 2), "loss": round(float(loss), 4)}
 
 
 def worker(rank: int, world: int, args, results) -> None:
