@@ -32,8 +32,8 @@ from biqa.engine import mixed_precision
 
 PAPER_BACKBONES = {"pooled": "swin_base", "transformer_decoder": "swin_base", "lifeiqa": "swin_base",
                    "dgiqa": "swin_tiny", "bfrd": "swin_tiny", "mfenet": "resnet50"}
-# A random, frozen distortion encoder for BFRD: its trained weights do not change the cost of a step.
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+# A random, frozen distortion encoder for BFRD: its trained weights do not change the cost of a step.
 EXTRA = {"bfrd": ["model.net.allow_untrained_encoder=true", "model.net.distortion_checkpoint=null"]}
 TINY = {"dgiqa": ["model.net.bridge_channels=[8,8,16,16]", "model.net.num_heads=2", "model.net.stack_channels=16",
                   "model.net.grid=3"],

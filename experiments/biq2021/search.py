@@ -173,13 +173,15 @@ def evaluate(splits_dir: Path, specs: list[str], output: Path, solvers: list[str
 def evaluate_ensemble(seeds: list[Path], spec: str) -> dict:
     """`a.pt|b.pt`: the mean of the members' kernel-ridge predictions, each member's width and penalty picked
     on validation on its own."""
-    members = [load_features(member) for member in spec.split("|")]
+    members = []
+    for member in spec.split("|"):
+        x, y, ids = load_features(member)
+        members.append((x, y, {image_id: row for row, image_id in enumerate(ids)}))
     per_seed = []
     for split_file in seeds:
         split = json.loads(split_file.read_text())
         val_pred, test_pred, choices = [], [], []
-        for x, y, ids in members:
-            position = {image_id: row for row, image_id in enumerate(ids)}
+        for x, y, position in members:
             train, val, test = ([position[i] for i in split[part]] for part in ("train", "val", "test"))
             solutions, mean, scale = solve(x[train], y[train], True, KERNEL_ALPHAS, KERNEL_GAMMAS)
             candidates = solutions.predict((x[val] - mean) / scale)

@@ -164,12 +164,10 @@ def with_variant(common: Sequence[str], variant: Sequence[str]) -> list[str]:
     model the feature cache cannot serve); any other `~KEY` stays Hydra's delete."""
     parser = OverridesParser.create()
     common_keys = [o.key_or_group for o in parser.parse_overrides(list(common))]
-    dropped = {o.key_or_group for o in parser.parse_overrides(list(variant))
-               if o.is_delete() and o.key_or_group in common_keys}
-    kept_common = [o for o, key in zip(common, common_keys, strict=True) if key not in dropped]
-    kept_variant = [o for o, parsed in zip(variant, parser.parse_overrides(list(variant)), strict=True)
-                    if not (parsed.is_delete() and parsed.key_or_group in dropped)]
-    return [*kept_common, *kept_variant]
+    drops = {o.input_line: o.key_or_group for o in parser.parse_overrides(list(variant))
+             if o.is_delete() and o.key_or_group in common_keys}
+    return [*(o for o, key in zip(common, common_keys, strict=True) if key not in drops.values()),
+            *(o for o in variant if o not in drops)]
 
 
 def last_wins(overrides: Sequence[str]) -> tuple[str, ...]:
