@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from tests.conftest import TINY
-from tests.slurm.conftest import squeue_ids, wait_for_accounting, wait_until
+from tests.slurm.conftest import job_fields, squeue_ids, wait_for_accounting, wait_until
 
 from biqa.cli.sweep import main
 from biqa.study.launch import load
@@ -47,7 +47,11 @@ def test_a_study_array_submitted_followed_cancelled_resubmitted_and_reported(tmp
     assert "launched 0" in capsys.readouterr().out
     assert {i.split("_")[0] for i in squeue_ids()} == {array_id}, "nothing was submitted again"
 
-    # Cancelled, it leaves squeue; sacct says how it ended, and the study counts it as interrupted.
+    # Cancelled while it runs, it leaves squeue; sacct says how it ended, and the study counts it as interrupted.
+    # (A task cancelled before it starts never reaches sacct: the node may still be busy with an earlier
+    # test's jobs, so the test waits for it to run.)
+    wait_until(lambda: job_fields(ids[linear]).get("JobState") == "RUNNING", 120, f"job {ids[linear]} to start",
+               state=lambda: job_fields(ids[linear]).get("JobState"))
     subprocess.run(["scancel", ids[linear]], check=True)
     wait_until(lambda: ids[linear] not in squeue_ids(), 60, "the cancelled job to leave squeue", state=squeue_ids)
     wait_for_accounting(ids[linear], "CANCELLED")

@@ -65,3 +65,24 @@ def test_with_accounting_down_a_job_that_left_squeue_is_judged_by_its_files(fake
 
     assert slurm_states(["4001_0"]) == {}
     assert "sacct failed" in caplog.text
+
+
+def test_an_array_task_cancelled_before_it_started_counts_as_interrupted(tmp_path, monkeypatch):
+    """Such a task leaves squeue and never reaches sacct, which lists only its pending siblings."""
+    from biqa.run_folder import write_state
+    from biqa.study.records import Status
+    from biqa.study.slurm import with_slurm_states
+    from biqa.study.spec import Job
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"squeue": 'echo "4001_1 PENDING"', "sacct": 'echo "4001_[1]|PENDING"'}.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    cancelled, pending = (Job(f"linear/synthetic/seed={seed}", "linear", "synthetic", seed, (), ()) for seed in (0, 1))
+    for job, task in ((cancelled, "4001_0"), (pending, "4001_1")):
+        write_state(tmp_path / job.name, "submitted", slurm_job_id=task)
+
+    statuses = with_slurm_states({cancelled: Status.INTERRUPTED, pending: Status.INTERRUPTED}, tmp_path)
+    assert statuses == {cancelled: Status.INTERRUPTED, pending: Status.QUEUED}
