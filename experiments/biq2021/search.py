@@ -65,7 +65,7 @@ def extract(output: Path, backbone: str, size: int, root: str, extra: list[str])
     records = datamodule.load_records().records
     net = instantiate(cfg.model.net).eval()
     module = build_module(cfg.model, net, instantiate(cfg.model.losses), cfg.optim, cfg)
-    loader = datamodule._loader(list(range(len(records))), datamodule.eval_spec, train=False)
+    loader = datamodule.eval_loader(list(range(len(records))))
     stats, scores, rows = [], [], []
     with torch.no_grad():
         for step, batch in enumerate(loader):

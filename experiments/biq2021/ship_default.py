@@ -117,7 +117,7 @@ def median_setting(choices: list[str]) -> dict[str, float]:
 
 def score(cfg, net, datamodule, rows: list[int]) -> torch.Tensor:
     module = build_module(cfg.model, net, instantiate(cfg.model.losses), cfg.optim, cfg)
-    loader = datamodule._loader(rows, datamodule.eval_spec, train=False)
+    loader = datamodule.eval_loader(rows)
     with torch.no_grad():
         return torch.cat([module.per_image_scores(module.on_after_batch_transfer(batch, 0)) for batch in loader])
 

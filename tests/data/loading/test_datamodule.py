@@ -53,3 +53,13 @@ def test_per_image_batches_and_evaluation_are_unchanged_by_the_option(records):
 def test_unknown_batch_composition_names_the_choices(records):
     with pytest.raises(ValueError, match="data.batch_composition='mixed' is unknown; choose one of per_image"):
         datamodule(records, "mixed")
+
+
+def test_eval_loader_gives_any_rows_their_evaluation_views_in_order(records):
+    dm = datamodule(records, "per_image")
+    rows = [5, 0, 3]
+    batch = next(iter(dm.eval_loader(rows)))
+    assert batch["index"].tolist() == rows and batch["images"].shape == (3, 3, 3, 16, 16)
+    evaluated = {int(i): crops for b in dm.test_dataloader() for i, crops in zip(b["index"], b["images"], strict=True)}
+    for row, crops in zip(rows, batch["images"], strict=True):
+        torch.testing.assert_close(crops, evaluated[row], rtol=0, atol=0)

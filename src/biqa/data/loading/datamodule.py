@@ -151,6 +151,11 @@ class IQADataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split.test, self.eval_spec, train=False)
 
+    def eval_loader(self, indices: list[int]) -> DataLoader:
+        """The evaluation views of any rows of the dataset, in order (a script's feature extraction over every
+        photo, or its check of a fitted model), whatever the split."""
+        return self._loader(indices, self.eval_spec, train=False)
+
 
 def default_num_workers() -> int:
     """One loader process per core this process may use, at most 8 (more rarely pays for its memory)."""
