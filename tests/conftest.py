@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -13,6 +15,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from biqa.config import CONFIG_DIR
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A script that is not part of the package (benchmarks/, experiments/), loaded as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # Two test processes share two cores: more threads per process only thrash.
 torch.set_num_threads(1)

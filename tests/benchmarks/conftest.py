@@ -1,20 +1,17 @@
 """Helpers for the benchmark scripts' smoke tests: load a script as a module, write a tiny BIQ2021 folder."""
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 from PIL import Image
+from tests.conftest import load_script
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def load_benchmark(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARKS / f"{name}.py", name)
 
 
 def write_biq2021_folder(root: Path, images: int) -> Path:

@@ -38,13 +38,19 @@ esac""",
 }
 
 
-@pytest.fixture
-def fake_cluster(tmp_path, monkeypatch):
-    for name, body in GPU_CLUSTER.items():
-        path = tmp_path / name
+def fake_commands(folder, commands: dict[str, str], monkeypatch) -> None:
+    """Each of `commands` (name: bash body) as an executable in `folder`, found first on PATH."""
+    folder.mkdir(exist_ok=True)
+    for name, body in commands.items():
+        path = folder / name
         path.write_text(f"#!/bin/bash\n{body}\n")
         path.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+
+@pytest.fixture
+def fake_cluster(tmp_path, monkeypatch):
+    fake_commands(tmp_path, GPU_CLUSTER, monkeypatch)
 
 
 def test_a_gpu_partition_refuses_more_gpus_nodes_or_time_than_it_has(fake_cluster):
@@ -74,12 +80,8 @@ def test_an_array_task_cancelled_before_it_started_counts_as_interrupted(tmp_pat
     from biqa.study.slurm import with_slurm_states
     from biqa.study.spec import Job
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in {"squeue": 'echo "4001_1 PENDING"', "sacct": 'echo "4001_[1]|PENDING"'}.items():
-        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
-        (bin_dir / name).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    fake_commands(tmp_path / "bin", {"squeue": 'echo "4001_1 PENDING"', "sacct": 'echo "4001_[1]|PENDING"'},
+                  monkeypatch)
     cancelled, pending = (Job(f"linear/synthetic/seed={seed}", "linear", "synthetic", seed, (), ()) for seed in (0, 1))
     for job, task in ((cancelled, "4001_0"), (pending, "4001_1")):
         write_state(tmp_path / job.name, "submitted", slurm_job_id=task)

@@ -1,26 +1,16 @@
 """The probe search script (experiments/biq2021/search.py) end to end on a tiny BIQ2021 folder and a test
 backbone: one feature pass, then each solver and an averaged pair picked on validation, scored on test."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from tests.benchmarks.conftest import write_biq2021_folder
-
-SCRIPT = Path(__file__).resolve().parents[3] / "experiments" / "biq2021" / "search.py"
-
-
-@pytest.fixture(scope="module")
-def search():
-    spec = importlib.util.spec_from_file_location("biq2021_search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.experiments.biq2021.conftest import load_experiment, write_splits
 
 
-def test_extract_then_evaluate_picks_on_validation_and_scores_the_held_out_photos(search, tmp_path):
+def test_extract_then_evaluate_picks_on_validation_and_scores_the_held_out_photos(tmp_path):
+    search = load_experiment("search")
     root = write_biq2021_folder(tmp_path / "biq2021", images=24)
     features = tmp_path / "test_32.pt"
     search.extract(features, "test_efficientnet", 32, str(root), ["data.num_workers=0"])
@@ -29,13 +19,7 @@ def test_extract_then_evaluate_picks_on_validation_and_scores_the_held_out_photo
     assert ids == sorted(f"Images/ss01 ({i}).jpg" for i in range(24))
     assert stored["stats"].shape[0] == 24 and torch.isfinite(stored["stats"]).all()
 
-    splits = tmp_path / "splits"
-    for seed in (0, 1):
-        order = torch.randperm(24, generator=torch.Generator().manual_seed(seed)).tolist()
-        part = {"train": order[:14], "val": order[14:19], "test": order[19:]}
-        (splits / f"seed={seed}").mkdir(parents=True)
-        (splits / f"seed={seed}" / "split.json").write_text(
-            json.dumps({name: [ids[i] for i in rows] for name, rows in part.items()}))
+    splits = write_splits(tmp_path / "splits", ids, (0, 1), train=14, val=5)
     output = tmp_path / "search.json"
     search.evaluate(splits, [str(features), f"{features}|{features}"], output, ["ridge", "kernel_ridge"])
 

@@ -2,43 +2,26 @@
 folder, with the recipe's own offline backbones: it fits a head per backbone on every photo, and writes a
 file only after the recipe's model on the photos and the written file both reproduce the fitted predictions."""
 
-import importlib.util
-import json
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from tests.benchmarks.conftest import write_biq2021_folder
+from tests.experiments.biq2021.conftest import load_experiment, write_splits
 
 from biqa.lit.regression import net_from_checkpoint, read_checkpoint
 
-FOLDER = Path(__file__).resolve().parents[3] / "experiments" / "biq2021"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"biq2021_{name}", FOLDER / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_the_recipe_fitted_on_every_photo_is_written_once_it_reproduces_the_fit(tmp_path, monkeypatch, capsys):
-    search, ship = load("search"), load("ship_default")
+    search, ship = load_experiment("search"), load_experiment("ship_default")
     root = write_biq2021_folder(tmp_path / "biq2021", images=12)
     members = []
     for backbone in ("efficientnet_lite0_offline", "efficientnet_lite2_offline"):
         members.append(tmp_path / f"{backbone}.pt")
         search.extract(members[-1], backbone, 384, str(root), ["data.num_workers=0"])
     ids = torch.load(members[0], weights_only=False)["image_id"]
-    splits = tmp_path / "splits"
-    for seed in (0, 1, 2):
-        order = torch.randperm(12, generator=torch.Generator().manual_seed(seed)).tolist()
-        (splits / f"seed={seed}").mkdir(parents=True)
-        (splits / f"seed={seed}" / "split.json").write_text(json.dumps(
-            {"train": [ids[i] for i in order[:8]], "val": [ids[i] for i in order[8:10]],
-             "test": [ids[i] for i in order[10:]]}))
+    splits = write_splits(tmp_path / "splits", ids, (0, 1, 2), train=8, val=2)
     pair = "|".join(str(m) for m in members)
     search.evaluate(splits, [pair], tmp_path / "search.json")
 
@@ -58,7 +41,7 @@ def test_the_recipe_fitted_on_every_photo_is_written_once_it_reproduces_the_fit(
 
 
 def test_a_search_without_the_features_row_is_refused_with_the_command_to_run(tmp_path, monkeypatch):
-    ship = load("ship_default")
+    ship = load_experiment("ship_default")
     (tmp_path / "search.json").write_text("[]")
     monkeypatch.setattr(sys, "argv", ["ship_default.py", "a.pt|b.pt", "--search", str(tmp_path / "search.json"),
                                       "--root", str(tmp_path)])
