@@ -16,7 +16,7 @@ help:
 
 install:
 	$(PYTHON) -m pip install $(TORCH_PIN)
-	$(PYTHON) -m pip install -e '.[dev,offline-backbones]'
+	$(PYTHON) -m pip install -e '.[dev]'
 
 # The Slurm tests run after the rest, one at a time: they share the cluster's two CPUs, and one pre-empts.
 test:

@@ -1,7 +1,7 @@
 """Fit the shipped default model (src/biqa/models/pretrained/) with the recipe of `experiment=biq2021_best` on
 every photo of a BIQ2021 root, and write it.
 
-    python experiments/biq2021/ship_default.py "lite0_384.pt|lite2_384.pt" --search search.json \\
+    python experiments/biq2021/ship_default.py "lite0_512.pt|lite1_512.pt|lite2_512.pt" --search search.json \\
         --root /path/to/biq2021
 
 FEATURES are `search.py extract` outputs for every photo, one per backbone of the recipe, in the recipe's

@@ -4,29 +4,35 @@ file only after the recipe's model on the photos and the written file both repro
 
 import re
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tests.benchmarks.conftest import write_biq2021_folder
 from tests.experiments.biq2021.conftest import load_experiment, write_splits
 
+from biqa.config import CONFIG_DIR
 from biqa.lit.regression import net_from_checkpoint, read_checkpoint
+
+RECIPE_BACKBONES = ("efficientnet_lite0_offline", "efficientnet_lite1_offline", "efficientnet_lite2_offline")
 
 
 def test_the_recipe_fitted_on_every_photo_is_written_once_it_reproduces_the_fit(tmp_path, monkeypatch, capsys):
     search, ship = load_experiment("search"), load_experiment("ship_default")
+    size = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / "biq2021_best.yaml").data.eval_crops.size
     root = write_biq2021_folder(tmp_path / "biq2021", images=12)
     members = []
-    for backbone in ("efficientnet_lite0_offline", "efficientnet_lite2_offline"):
+    for backbone in RECIPE_BACKBONES:
         members.append(tmp_path / f"{backbone}.pt")
-        search.extract(members[-1], backbone, 384, str(root), ["data.num_workers=0"])
+        search.extract(members[-1], backbone, size, str(root), ["data.num_workers=0"])
     ids = torch.load(members[0], weights_only=False)["image_id"]
     splits = write_splits(tmp_path / "splits", ids, (0, 1, 2), train=8, val=2)
-    pair = "|".join(str(m) for m in members)
-    search.evaluate(splits, [pair], tmp_path / "search.json")
+    head_each = "|".join(str(m) for m in members)
+    search.evaluate(splits, [head_each], tmp_path / "search.json")
 
     output = tmp_path / "default.pt"
-    monkeypatch.setattr(sys, "argv", ["ship_default.py", pair, "--search", str(tmp_path / "search.json"),
+    monkeypatch.setattr(sys, "argv", ["ship_default.py", head_each, "--search", str(tmp_path / "search.json"),
                                       "--root", str(root), "--output", str(output)])
     ship.main()
     out = capsys.readouterr().out
@@ -37,7 +43,7 @@ def test_the_recipe_fitted_on_every_photo_is_written_once_it_reproduces_the_fit(
     assert not any(key.startswith(("net.backbone.", "net.extra_backbones.")) for key in shipped["state_dict"]), \
         "the backbones' weights come from their packages, not the file"
     net = net_from_checkpoint(shipped, str(output))
-    assert len(net.heads()) == 2
+    assert len(net.heads()) == len(RECIPE_BACKBONES)
 
 
 def test_a_search_without_the_features_row_is_refused_with_the_command_to_run(tmp_path, monkeypatch):
