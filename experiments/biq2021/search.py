@@ -2,9 +2,9 @@
 picked on validation SRCC only, over the three seeded splits of the BIQ2021 study.
 
     python experiments/biq2021/search.py extract lite0_512.pt --backbone efficientnet_lite0_offline --size 512
-    python experiments/biq2021/search.py extract lite2_384.pt --backbone efficientnet_lite2_offline --size 384
-    python experiments/biq2021/search.py evaluate SPLITS_DIR lite0_512.pt lite2_384.pt lite0_512.pt+lite2_384.pt \
-        "lite0_512.pt|lite2_384.pt" [--solvers ridge kernel_ridge nystroem_2048]
+    python experiments/biq2021/search.py extract lite2_512.pt --backbone efficientnet_lite2_offline --size 512
+    python experiments/biq2021/search.py evaluate SPLITS_DIR lite0_512.pt lite2_512.pt lite0_512.pt+lite2_512.pt \
+        "lite0_512.pt|lite2_512.pt" [--solvers ridge kernel_ridge nystroem_2048]
 
 `extract` runs the probe's own feature map (biqa.models.probe.StageStatisticsProbe.statistics: every stage's
 channel mean and standard deviation) over every photo of the dataset once, on the whole photo resized to
